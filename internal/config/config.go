@@ -1,0 +1,183 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"gopkg.in/yaml.v3"
+)
+
+// ErrInvalid wraps every configuration problem.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Config is everything `shopfloor serve` can be told. Each field has a flag,
+// an SHOPFLOOR_<NAME> environment variable and a YAML key of the same name.
+type Config struct {
+	Data       string        `yaml:"data" flag:"data" usage:"data directory: database, time-series WAL, bus files, certificates"`
+	HTTP       string        `yaml:"http" flag:"http" usage:"HTTP listen address: REST API, console, Prometheus API, MQTT over WebSocket at /mqtt"`
+	MQTT       string        `yaml:"mqtt" flag:"mqtt" usage:"MQTT listen address (empty disables plain MQTT)"`
+	MQTTS      string        `yaml:"mqtts" flag:"mqtts" usage:"MQTT over TLS listen address (empty disables)"`
+	NATS       string        `yaml:"nats" flag:"nats" usage:"external NATS URL, e.g. nats://10.0.0.5:4222 (empty runs NATS embedded)"`
+	Postgres   string        `yaml:"postgres" flag:"postgres" usage:"PostgreSQL DSN for the registry and time-series chunks (empty uses SQLite in the data directory)"`
+	TLSCert    string        `yaml:"tls_cert" flag:"tls-cert" usage:"server certificate PEM for MQTT over TLS (default: generated in the data directory)"`
+	TLSKey     string        `yaml:"tls_key" flag:"tls-key" usage:"private key PEM for --tls-cert"`
+	Hostname   string        `yaml:"hostname" flag:"hostname" usage:"extra host name for the generated server certificate"`
+	MaxPayload int           `yaml:"max_payload" flag:"max-payload" usage:"largest device message in bytes"`
+	Retention  time.Duration `yaml:"retention" flag:"retention" usage:"default telemetry retention for new organizations"`
+	LogLevel   string        `yaml:"log_level" flag:"log-level" usage:"debug, info, warn or error"`
+	BusPrefix  string        `yaml:"bus_prefix" flag:"bus-prefix" usage:"name prefix for streams and subjects on a shared NATS"`
+	// AdminToken is the bootstrap admin token on first start (env only, so it
+	// does not show in the process list).
+	AdminToken string `yaml:"-"`
+}
+
+// Default returns the zero-configuration settings.
+func Default() Config {
+	return Config{
+		Data:       "./shopfloor-data",
+		HTTP:       ":8080",
+		MQTT:       ":1883",
+		MQTTS:      ":8883",
+		MaxPayload: 256 * 1024,
+		Retention:  30 * 24 * time.Hour,
+		LogLevel:   "info",
+		BusPrefix:  "SHOPFLOOR",
+	}
+}
+
+// Flags registers one flag per field on fs, plus --config.
+func Flags(fs *pflag.FlagSet) {
+	d := Default()
+	fs.String("config", "", "YAML configuration file (env SHOPFLOOR_CONFIG)")
+	v := reflect.ValueOf(d)
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name := f.Tag.Get("flag")
+		if name == "" {
+			continue
+		}
+		usage := f.Tag.Get("usage") + " (env " + EnvName(name) + ")"
+		switch x := v.Field(i).Interface().(type) {
+		case string:
+			fs.String(name, x, usage)
+		case int:
+			fs.Int(name, x, usage)
+		case time.Duration:
+			fs.Duration(name, x, usage)
+		}
+	}
+}
+
+// EnvName is the environment variable for a flag: --max-payload is
+// SHOPFLOOR_MAX_PAYLOAD.
+func EnvName(flag string) string {
+	return "SHOPFLOOR_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// Load resolves the configuration: defaults < file < environment < flags.
+func Load(fs *pflag.FlagSet, getenv func(string) string) (Config, error) {
+	c := Default()
+	path, _ := fs.GetString("config")
+	if path == "" {
+		path = getenv("SHOPFLOOR_CONFIG")
+	}
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("read configuration file: %w: %v", ErrInvalid, err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return c, fmt.Errorf("configuration file %s: %w: %v", path, ErrInvalid, err)
+		}
+	}
+	v := reflect.ValueOf(&c).Elem()
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		name := t.Field(i).Tag.Get("flag")
+		if name == "" {
+			continue
+		}
+		var raw string
+		var set bool
+		if fl := fs.Lookup(name); fl != nil && fl.Changed {
+			raw, set = fl.Value.String(), true
+		} else if e := getenv(EnvName(name)); e != "" {
+			raw, set = e, true
+		}
+		if !set {
+			continue
+		}
+		if err := setField(v.Field(i), raw); err != nil {
+			return c, fmt.Errorf("--%s / %s: %w: %v", name, EnvName(name), ErrInvalid, err)
+		}
+	}
+	c.AdminToken = getenv("SHOPFLOOR_ADMIN_TOKEN")
+	return c, c.Validate()
+}
+
+func setField(f reflect.Value, raw string) error {
+	switch f.Interface().(type) {
+	case string:
+		f.SetString(raw)
+	case int:
+		n, err := strconv.Atoi(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not a whole number", raw)
+		}
+		f.SetInt(int64(n))
+	case time.Duration:
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not a duration like 720h", raw)
+		}
+		f.SetInt(int64(d))
+	}
+	return nil
+}
+
+// Validate reports the first problem in plain words.
+func (c Config) Validate() error {
+	if c.Data == "" {
+		return fmt.Errorf("data directory is empty: %w", ErrInvalid)
+	}
+	for name, addr := range map[string]string{"http": c.HTTP, "mqtt": c.MQTT, "mqtts": c.MQTTS} {
+		if addr == "" && name == "http" {
+			return fmt.Errorf("--http is empty: the hub needs an HTTP address: %w", ErrInvalid)
+		}
+		if addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("--%s %q is not host:port (for example :1883 or 127.0.0.1:1883): %w", name, addr, ErrInvalid)
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("--tls-cert and --tls-key go together: %w", ErrInvalid)
+	}
+	if c.MaxPayload < 1024 || c.MaxPayload > 256<<20 {
+		return fmt.Errorf("--max-payload %d must be between 1024 and 268435456 bytes: %w", c.MaxPayload, ErrInvalid)
+	}
+	if c.Retention < time.Hour {
+		return fmt.Errorf("--retention %s is shorter than an hour: %w", c.Retention, ErrInvalid)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("--log-level %q: use debug, info, warn or error: %w", c.LogLevel, ErrInvalid)
+	}
+	if c.NATS != "" && !strings.Contains(c.NATS, "://") {
+		return fmt.Errorf("--nats %q must be a URL like nats://host:4222: %w", c.NATS, ErrInvalid)
+	}
+	return nil
+}

@@ -1,0 +1,70 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func load(t *testing.T, args []string, env map[string]string) (Config, error) {
+	t.Helper()
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	Flags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return Load(fs, func(k string) string { return env[k] })
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := load(t, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTP != ":8080" || c.MQTT != ":1883" || c.MQTTS != ":8883" || c.Data != "./shopfloor-data" || c.MaxPayload != 256*1024 {
+		t.Fatalf("unexpected defaults %+v", c)
+	}
+}
+
+func TestPrecedenceFileEnvFlag(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "hub.yaml")
+	if err := os.WriteFile(file, []byte("http: \":9000\"\nmqtt: \":9001\"\ndata: /from/file\nretention: 48h\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := load(t, []string{"--config", file, "--mqtt", ":9100"}, map[string]string{
+		"SHOPFLOOR_MQTT": ":9200", "SHOPFLOOR_DATA": "/from/env", "SHOPFLOOR_ADMIN_TOKEN": "sft_x",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTP != ":9000" || c.MQTT != ":9100" || c.Data != "/from/env" || c.Retention != 48*time.Hour || c.AdminToken != "sft_x" {
+		t.Fatalf("precedence wrong: %+v", c)
+	}
+}
+
+func TestInvalid(t *testing.T) {
+	cases := []struct {
+		args []string
+		env  map[string]string
+	}{
+		{[]string{"--mqtt", "1883"}, nil},
+		{nil, map[string]string{"SHOPFLOOR_MAX_PAYLOAD": "lots"}},
+		{[]string{"--tls-cert", "a.pem"}, nil},
+		{[]string{"--log-level", "chatty"}, nil},
+		{[]string{"--nats", "127.0.0.1:4222"}, nil},
+	}
+	for _, tc := range cases {
+		if _, err := load(t, tc.args, tc.env); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%v %v: got %v, want ErrInvalid", tc.args, tc.env, err)
+		}
+	}
+	file := filepath.Join(t.TempDir(), "bad.yaml")
+	_ = os.WriteFile(file, []byte("mqqt: \":1\"\n"), 0o600)
+	if _, err := load(t, []string{"--config", file}, nil); !errors.Is(err, ErrInvalid) {
+		t.Errorf("unknown YAML key accepted: %v", err)
+	}
+}
