@@ -1,0 +1,263 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/shopfloor/shopfloor/internal/api"
+	"github.com/shopfloor/shopfloor/internal/bus"
+	"github.com/shopfloor/shopfloor/internal/config"
+	"github.com/shopfloor/shopfloor/internal/gateway"
+	"github.com/shopfloor/shopfloor/internal/gateway/azure"
+	"github.com/shopfloor/shopfloor/internal/ingest"
+	"github.com/shopfloor/shopfloor/internal/pki"
+	"github.com/shopfloor/shopfloor/internal/promapi"
+	"github.com/shopfloor/shopfloor/internal/registry"
+	"github.com/shopfloor/shopfloor/internal/store/postgres"
+	"github.com/shopfloor/shopfloor/internal/store/sqlite"
+	"github.com/shopfloor/shopfloor/internal/tsdb"
+)
+
+// ErrStart wraps every start-up failure.
+var ErrStart = errors.New("hub did not start")
+
+// closer is the part of a registry store the hub needs besides registry.Store.
+type dbStore interface {
+	registry.Store
+	Close() error
+}
+
+// Hub is one running hub process.
+type Hub struct {
+	cfg config.Config
+	log *slog.Logger
+
+	store    dbStore
+	Registry *registry.Service
+	TSDB     *tsdb.DB
+	Bus      *bus.Bus
+	Gateway  *gateway.Gateway
+	writer   *ingest.Writer
+	httpLn   net.Listener
+	httpSrv  *http.Server
+	ready    atomic.Bool
+	metrics  *prometheus.Registry
+	tls      *tls.Config
+
+	// AdminSecret is the bootstrap admin token, set only on the first start.
+	AdminSecret string
+	// OperatorOrg is the operator organization's id.
+	OperatorOrg string
+}
+
+// NewHub opens every module; Run serves.
+func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (h *Hub, err error) {
+	h = &Hub{cfg: cfg, log: logger, metrics: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			h.Close()
+		}
+	}()
+	h.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
+		return nil, fmt.Errorf("create data directory %s: %w: %v", cfg.Data, ErrStart, err)
+	}
+
+	var chunks tsdb.ChunkStore
+	if cfg.Postgres != "" {
+		st, err := postgres.Open(ctx, cfg.Postgres, logger)
+		if err != nil {
+			return nil, fmt.Errorf("open PostgreSQL registry: %w", err)
+		}
+		h.store = st
+		if chunks, err = tsdb.NewPostgresChunkStore(ctx, st.DB()); err != nil {
+			return nil, fmt.Errorf("open PostgreSQL chunk store: %w", err)
+		}
+	} else {
+		st, err := sqlite.Open(ctx, filepath.Join(cfg.Data, "shopfloor.db"), logger)
+		if err != nil {
+			return nil, fmt.Errorf("open SQLite registry: %w", err)
+		}
+		h.store = st
+		if chunks, err = tsdb.NewSQLiteChunkStore(ctx, st.DB()); err != nil {
+			return nil, fmt.Errorf("open SQLite chunk store: %w", err)
+		}
+	}
+	h.Registry = registry.New(h.store, logger)
+	op, secret, err := h.Registry.Bootstrap(ctx, cfg.AdminToken)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	h.AdminSecret, h.OperatorOrg = secret, op.ID
+
+	h.TSDB, err = tsdb.Open(ctx, tsdb.Options{Dir: filepath.Join(cfg.Data, "tsdb"), Retention: cfg.Retention}, chunks, logger)
+	if err != nil {
+		return nil, fmt.Errorf("open time-series store: %w", err)
+	}
+	if err := h.applyRetention(ctx); err != nil {
+		return nil, err
+	}
+
+	h.Bus, err = bus.New(ctx, bus.Config{URL: cfg.NATS, Dir: filepath.Join(cfg.Data, "bus"), Prefix: cfg.BusPrefix}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("start the bus: %w", err)
+	}
+	h.writer = ingest.New(h.Bus, h.TSDB, h.metrics, logger)
+
+	var extra []string
+	if cfg.Hostname != "" {
+		extra = append(extra, cfg.Hostname)
+	}
+	h.tls, err = pki.EnsureServerCert(filepath.Join(cfg.Data, "pki"), cfg.TLSCert, cfg.TLSKey, extra)
+	if err != nil {
+		return nil, fmt.Errorf("server certificate: %w", err)
+	}
+	h.Gateway, err = gateway.New(gateway.Config{
+		MQTTAddr: cfg.MQTT, MQTTSAddr: cfg.MQTTS, TLS: h.tls, MaxPayload: cfg.MaxPayload,
+	}, h.Registry, h.Bus, logger)
+	if err != nil {
+		return nil, fmt.Errorf("MQTT gateway: %w", err)
+	}
+	h.Gateway.Register(h.metrics)
+
+	prom := promapi.New(h.TSDB.Queryable, api.OrgFromRequest, logger, promapi.Options{})
+	srv, err := api.New(api.Deps{
+		Registry:      h.Registry,
+		Telemetry:     telemetry{h.TSDB},
+		Presence:      h.Gateway,
+		Prometheus:    prom,
+		MQTTWebSocket: h.Gateway.WebSocketHandler(),
+		Metrics:       promhttp.HandlerFor(h.metrics, promhttp.HandlerOpts{}),
+		Ready:         h.ready.Load,
+		SASToken:      azure.SASToken,
+		Logger:        logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("REST API: %w", err)
+	}
+	h.httpLn, err = net.Listen("tcp", cfg.HTTP)
+	if err != nil {
+		return nil, fmt.Errorf("listen for HTTP on %s: %w: %v", cfg.HTTP, ErrStart, err)
+	}
+	h.httpSrv = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	return h, nil
+}
+
+// applyRetention loads every organization's retention into the tsdb.
+func (h *Hub) applyRetention(ctx context.Context) error {
+	orgs, err := h.Registry.ListOrgs(ctx, h.OperatorOrg)
+	if err != nil {
+		return fmt.Errorf("list organizations: %w", err)
+	}
+	op, err := h.Registry.GetOrg(ctx, h.OperatorOrg)
+	if err != nil {
+		return fmt.Errorf("operator organization: %w", err)
+	}
+	for _, o := range append(orgs, op) {
+		if o.RetentionDays > 0 {
+			h.TSDB.SetRetention(o.ID, time.Duration(o.RetentionDays)*24*time.Hour)
+		}
+	}
+	return nil
+}
+
+// Run serves until ctx ends, then shuts everything down.
+func (h *Hub) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return h.TSDB.Run(ctx) })
+	g.Go(func() error { return h.writer.Run(ctx) })
+	g.Go(func() error { return h.Gateway.Run(ctx) })
+	g.Go(func() error {
+		err := h.httpSrv.Serve(h.httpLn)
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	})
+	g.Go(func() error {
+		if err := h.waitGateway(ctx); err != nil {
+			return err
+		}
+		h.ready.Store(true)
+		h.log.Info("hub ready", "http", h.HTTPAddr(), "mqtt", h.MQTTAddr(), "mqtts", h.MQTTSAddr())
+		<-ctx.Done()
+		h.ready.Store(false)
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return h.httpSrv.Shutdown(sctx)
+	})
+	err := g.Wait()
+	h.Close()
+	return err
+}
+
+func (h *Hub) waitGateway(ctx context.Context) error {
+	for h.cfg.MQTT != "" && h.Gateway.Addr() == nil {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// HTTPAddr is the bound HTTP address.
+func (h *Hub) HTTPAddr() string { return h.httpLn.Addr().String() }
+
+// MQTTAddr is the bound MQTT address, or "" when disabled.
+func (h *Hub) MQTTAddr() string { return addrString(h.Gateway.Addr()) }
+
+// MQTTSAddr is the bound MQTT-over-TLS address, or "" when disabled.
+func (h *Hub) MQTTSAddr() string { return addrString(h.Gateway.TLSAddr()) }
+
+// CAFile is the generated CA certificate devices should trust.
+func (h *Hub) CAFile() string { return filepath.Join(h.cfg.Data, "pki", "ca.pem") }
+
+// Ready reports whether the hub accepts devices.
+func (h *Hub) Ready() bool { return h.ready.Load() }
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// Close releases everything NewHub opened; safe to call twice.
+func (h *Hub) Close() {
+	if h.Gateway != nil {
+		_ = h.Gateway.Close()
+	}
+	if h.httpLn != nil {
+		_ = h.httpLn.Close()
+	}
+	if h.Bus != nil {
+		_ = h.Bus.Close()
+		h.Bus = nil
+	}
+	if h.TSDB != nil {
+		if err := h.TSDB.Close(); err != nil {
+			h.log.Error("close time-series store", "err", err)
+		}
+		h.TSDB = nil
+	}
+	if h.store != nil {
+		_ = h.store.Close()
+		h.store = nil
+	}
+}
