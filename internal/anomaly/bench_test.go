@@ -1,0 +1,71 @@
+package anomaly
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+func BenchmarkUnivariate(b *testing.B) {
+	u, _ := NewUnivariate(UnivariateConfig{})
+	r := rand.New(rand.NewPCG(1, 1))
+	vals := make([]float64, 4096)
+	for i := range vals {
+		vals[i] = 10 + r.NormFloat64()
+	}
+	var res Result
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		u.ObserveValue(vals[i&4095], &res)
+	}
+}
+
+func benchRows(d int) [][]float64 {
+	r := rand.New(rand.NewPCG(2, 2))
+	rows := make([][]float64, 4096)
+	for i := range rows {
+		f := r.NormFloat64()
+		rows[i] = make([]float64, d)
+		for j := range rows[i] {
+			rows[i][j] = float64(j) + f*float64(j%3+1) + 0.3*r.NormFloat64()
+		}
+	}
+	return rows
+}
+
+func BenchmarkPCA8(b *testing.B) {
+	fields := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
+	p, _ := NewPCA(PCAConfig{Fields: fields})
+	rows := benchRows(8)
+	var res Result
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p.Observe(rows[i&4095], &res)
+	}
+}
+
+// BenchmarkManagerPCA8 is the hub's path: a map update through the
+// manager into an 8-field multivariate model.
+func BenchmarkManagerPCA8(b *testing.B) {
+	fields := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
+	m, _ := NewManager(ManagerConfig{Default: Template{Fields: fields}})
+	rows := benchRows(8)
+	maps := make([]map[string]float64, len(rows))
+	for i, row := range rows {
+		maps[i] = map[string]float64{}
+		for j, f := range fields {
+			maps[i][f] = row[j]
+		}
+	}
+	var ds DeviceScore
+	t0 := time.Unix(1e9, 0)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := m.Observe(Update{Org: "o", Device: "d", Time: t0.Add(time.Duration(i)), Values: maps[i&4095]}, &ds); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
