@@ -22,11 +22,12 @@ type Reason uint8
 
 // Reasons a field can be blamed for.
 const (
-	ReasonNone  Reason = iota
-	ReasonSpike        // a single value far from the learned level
-	ReasonShift        // the recent distribution (level or spread) moved away from the learned one
-	ReasonStuck        // the value repeats far longer than it normally does
-	ReasonJoint        // the field departs from how it normally moves with the device's other fields
+	ReasonNone   Reason = iota
+	ReasonSpike         // a single value far from the learned level
+	ReasonShift         // the recent level moved away from the learned one
+	ReasonStuck         // the value repeats far longer than it normally does
+	ReasonJoint         // the field departs from how it normally moves with the device's other fields
+	ReasonSpread        // the recent spread (variance) of the field moved away from the learned one
 )
 
 func (r Reason) String() string {
@@ -39,6 +40,8 @@ func (r Reason) String() string {
 		return "stuck"
 	case ReasonJoint:
 		return "joint"
+	case ReasonSpread:
+		return "spread"
 	}
 	return "none"
 }
@@ -61,7 +64,9 @@ type Result struct {
 	// learned during warm-up, and it approaches 1 as the statistic grows.
 	// It is 0 while warming up.
 	Score float64 `json:"score"`
-	// Alert is Score >= 1-Sensitivity, never true while warming up.
+	// Alert starts at Score >= 1-Sensitivity and is never true while
+	// warming up. Univariate and Fieldwise keep an alert on while the
+	// statistic stays above 0.7 of the alert level (hysteresis).
 	Alert bool `json:"alert"`
 	// Warm is true once the learning period is over.
 	Warm bool `json:"warm"`

@@ -69,3 +69,15 @@ func BenchmarkManagerPCA8(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFieldwise8 is the per-field ensemble on an 8-field device.
+func BenchmarkFieldwise8(b *testing.B) {
+	f, _ := NewFieldwise([]string{"a", "b", "c", "d", "e", "f", "g", "h"}, UnivariateConfig{})
+	rows := benchRows(8)
+	var res Result
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		f.Observe(rows[i&4095], &res)
+	}
+}

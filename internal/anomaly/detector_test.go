@@ -64,7 +64,7 @@ func TestUnivariateDetectsFaults(t *testing.T) {
 		{synth.Spike, 12, 1, []Reason{ReasonSpike}},
 		{synth.Shift, 4, 20, []Reason{ReasonShift, ReasonSpike}},
 		{synth.Drift, 8, 600, []Reason{ReasonShift, ReasonSpike}},
-		{synth.Variance, 4, 40, []Reason{ReasonShift, ReasonSpike}},
+		{synth.Variance, 4, 40, []Reason{ReasonSpread, ReasonShift, ReasonSpike}},
 		{synth.Stuck, 0, 30, []Reason{ReasonStuck, ReasonShift}},
 	}
 	for _, c := range cases {

@@ -67,5 +67,6 @@ Detectors:
 	f.Float64Var(&o.Model.Margin, "margin", 0, "limit = margin × largest statistic while calibrating (default 1)")
 	f.IntVar(&o.Model.Window, "window", 0, "univariate: short window span in rows (default 20)")
 	f.IntVar(&o.Model.HalfLife, "halflife", 0, "post-warm-up adaptation half-life in rows (default 5 × warm-up)")
+	f.IntVar(&o.Model.AlertHalfLife, "alert-halflife", 0, "univariate: adaptation half-life while alerting (default 4 × halflife)")
 	return cmd
 }

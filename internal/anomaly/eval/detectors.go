@@ -16,6 +16,8 @@ type ModelOptions struct {
 	Margin    float64 // limit = Margin × calibration maximum
 	Window    int     // univariate: short window span
 	HalfLife  int     // post-warm-up adaptation half-life
+	// AlertHalfLife is the univariate adaptation half-life while alerting.
+	AlertHalfLife int
 }
 
 // detectorNames maps names to a one-line description.
@@ -59,7 +61,7 @@ func newDetector(name string, fields []string, warmup int, sens float64, m Model
 		}
 		return anomaly.NewPCA(c)
 	case "univariate":
-		return anomaly.NewFieldwise(fields, anomaly.UnivariateConfig{Warmup: warmup, Sensitivity: sens, Margin: m.Margin, Window: m.Window, HalfLife: m.HalfLife})
+		return anomaly.NewFieldwise(fields, anomaly.UnivariateConfig{Warmup: warmup, Sensitivity: sens, Margin: m.Margin, Window: m.Window, HalfLife: m.HalfLife, AlertHalfLife: m.AlertHalfLife})
 	}
 	return nil, fmt.Errorf("%w: unknown detector %q; choose one of:\n%s", ErrData, name, DetectorHelp())
 }

@@ -13,6 +13,16 @@
 //     each changepoint; detections are the rows where the alert state
 //     changes (SKAB's published convention), scored both with the NAB paper
 //     rules and with SKAB's leaderboard variant.
+//   - Development split: defaults may be tuned on the development
+//     folders only (Options.DevFolders, SKAB default valve1); every run
+//     also reports the held-out folders (valve2 and other for SKAB) and
+//     all labelled files, as Summary.Splits. Figures quoted anywhere must
+//     give the held-out ones. The anomaly-free file is not in any split:
+//     it is reported as alarms per 10,000 rows, and it was looked at
+//     during development (it is the false-alarm target), so that figure
+//     is not held out.
+//   - TestEvalSKAB (go test -run TestEvalSKAB -v ./internal/anomaly/eval/)
+//     prints the table of every detector and split; RESULTS.md holds it.
 //   - nab-csv: warm-up is NAB's probationary period; each alert onset is a
 //     detection. Thresholds are the detector's own alert level: nothing is
 //     tuned on labels, unlike NAB's threshold optimiser.

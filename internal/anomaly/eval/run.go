@@ -41,7 +41,17 @@ type Options struct {
 	// Warmup overrides the learning period; 0 uses the protocol's: the 400
 	// SKAB training rows, or NAB's probationary period per file.
 	Warmup int
-	Model  ModelOptions
+	// DevFolders are the top-level folders defaults were tuned on; the
+	// others are held out. Empty means SKAB's: valve1.
+	DevFolders []string
+	Model      ModelOptions
+}
+
+func (o Options) devFolders() []string {
+	if len(o.DevFolders) > 0 {
+		return o.DevFolders
+	}
+	return []string{"valve1"}
 }
 
 // Metrics is a point-wise confusion matrix with its ratios.
@@ -113,6 +123,9 @@ type Summary struct {
 	// AlwaysOnF1 is the point-wise F1 of a detector that flags every
 	// scored row: the floor any detector must beat to mean anything.
 	AlwaysOnF1 float64 `json:"always_on_f1"`
+	// Splits repeat the totals over the development folders (the only
+	// ones defaults may be tuned on), the held-out folders and all files.
+	Splits     []Split `json:"splits,omitempty"`
 	Elapsed    string  `json:"elapsed"`
 	PointsPerS float64 `json:"points_per_second"`
 }
@@ -189,6 +202,7 @@ func Run(ctx context.Context, opts Options, progress io.Writer) (*Summary, error
 		sum.PointsPerS = float64(points) / el.Seconds()
 	}
 	sum.AlwaysOnF1 = always.F1()
+	sum.Splits = splits(sum.Files, opts.devFolders())
 	if sum.FreeRows > 0 {
 		sum.FreeAlertsPer10k = 1e4 * float64(sum.FreeAlerts) / float64(sum.FreeRows)
 	}
