@@ -116,7 +116,7 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (h *Hub
 	if err != nil {
 		return nil, fmt.Errorf("start the bus: %w", err)
 	}
-	h.writer = ingest.New(h.Bus, h.TSDB, h.metrics, logger)
+	h.writer = ingest.New(h.Bus, h.TSDB, h.Registry, h.metrics, logger)
 
 	var extra []string
 	if cfg.Hostname != "" {
@@ -132,7 +132,9 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (h *Hub
 	if err != nil {
 		return nil, fmt.Errorf("MQTT gateway: %w", err)
 	}
-	h.Gateway.Register(h.metrics)
+	if err := h.Gateway.RegisterMetrics(h.metrics); err != nil {
+		return nil, fmt.Errorf("gateway metrics: %w", err)
+	}
 
 	prom := promapi.New(h.TSDB.Queryable, api.OrgFromRequest, logger, promapi.Options{})
 	srv, err := api.New(api.Deps{

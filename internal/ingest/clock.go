@@ -1,5 +1,0 @@
-package ingest
-
-import "time"
-
-func nowMillis() int64 { return time.Now().UnixMilli() }
