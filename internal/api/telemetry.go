@@ -19,6 +19,7 @@ const (
 	targetPoints  = 250   // default step aims at about this many points
 	maxPoints     = 11000 // per field, as Prometheus limits query_range
 	defaultAgg    = "avg"
+	rawAgg        = "raw" // no aggregation: every stored point
 	telemetryHelp = "an RFC 3339 time (2026-03-02T08:30:00Z) or unix milliseconds"
 )
 
@@ -48,7 +49,7 @@ func (s *Server) telemetryRoutes() {
 			{Name: "from", Description: "start: " + telemetryHelp + " (default: an hour before to)", Schema: schema{"type": "string"}},
 			{Name: "to", Description: "end: " + telemetryHelp + " (default: now)", Schema: schema{"type": "string"}},
 			{Name: "step", Description: "bucket width: a Go duration (30s, 5m) or seconds (default: the range / 250 rounded up to whole seconds, at least 1s)", Schema: schema{"type": "string"}},
-			{Name: "agg", Description: "aggregation in each bucket (default avg)", Schema: strEnum("", "avg", "min", "max", "sum", "count", "last")},
+			{Name: "agg", Description: "aggregation in each bucket (default avg); raw returns every stored point, at most 11000 per field", Schema: strEnum("", "avg", "min", "max", "sum", "count", "last", "raw")},
 		},
 		Responses: []response{{Status: 200, Description: "one series per field", Body: &content{Schema: ref("Telemetry"), Example: telemetryBody{
 			Device: "press-7", From: from.UnixMilli(), To: exampleTime.UnixMilli(), Step: 15000, Agg: "avg",
@@ -94,6 +95,13 @@ func (s *Server) telemetry(w http.ResponseWriter, r *http.Request) error {
 	if !from.Before(to) {
 		return invalid("parameter \"from\" (%s) must be before \"to\" (%s)", from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339))
 	}
+	agg := q.Get("agg")
+	if agg == "" {
+		agg = defaultAgg
+	}
+	if !aggs[agg] && agg != rawAgg {
+		return invalid("parameter \"agg\" must be avg, min, max, sum, count, last or raw, not %q", agg)
+	}
 	span := to.Sub(from)
 	step := span / targetPoints
 	if step%time.Second != 0 {
@@ -106,16 +114,11 @@ func (s *Server) telemetry(w http.ResponseWriter, r *http.Request) error {
 			return invalid("parameter \"step\" must be a positive duration (30s, 5m) or seconds, not %q", v)
 		}
 	}
-	if n := span / step; n > maxPoints {
+	if agg == rawAgg {
+		step = 0 // every stored point; the count is checked after the read
+	} else if n := span / step; n > maxPoints {
 		least := (span/maxPoints + time.Second).Truncate(time.Second)
 		return invalid("a step of %s over %s gives %d points per field, more than %d; use a step of at least %s", step, span, int64(n), maxPoints, least)
-	}
-	agg := q.Get("agg")
-	if agg == "" {
-		agg = defaultAgg
-	}
-	if !aggs[agg] {
-		return invalid("parameter \"agg\" must be avg, min, max, sum, count or last, not %q", agg)
 	}
 	store, err := s.telemetryStore()
 	if err != nil {
@@ -137,6 +140,9 @@ func (s *Server) telemetry(w http.ResponseWriter, r *http.Request) error {
 			if !math.IsNaN(p.V) && !math.IsInf(p.V, 0) {
 				pts = append(pts, p)
 			}
+		}
+		if agg == rawAgg && len(pts) > maxPoints {
+			return invalid("field %q has more than %d points between from and to; narrow the range or aggregate with step and agg", fs.Field, maxPoints)
 		}
 		out = append(out, FieldSeries{Field: fs.Field, Points: pts})
 	}

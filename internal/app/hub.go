@@ -146,7 +146,11 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (h *Hub
 		Metrics:       promhttp.HandlerFor(h.metrics, promhttp.HandlerOpts{}),
 		Ready:         h.ready.Load,
 		SASToken:      azure.SASToken,
-		Logger:        logger,
+		Registerer:    h.metrics,
+		RetentionChanged: func(org string, d time.Duration) {
+			h.TSDB.SetRetention(org, d)
+		},
+		Logger: logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("REST API: %w", err)

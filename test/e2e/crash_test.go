@@ -87,8 +87,8 @@ func TestKill9KeepsAcknowledgedMessages(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		opts := mqtt.NewClientOptions().AddBroker("tcp://"+p.mqtt).SetClientID(d.ID).
-			SetUsername("localhost/"+d.ID+"/?api-version=2021-04-12").SetPassword(tok).
+		opts := mqtt.NewClientOptions().AddBroker("tcp://" + p.mqtt).SetClientID(d.ID).
+			SetUsername("localhost/" + d.ID + "/?api-version=2021-04-12").SetPassword(tok).
 			SetAutoReconnect(false).SetCleanSession(true)
 		c := mqtt.NewClient(opts)
 		if tk := c.Connect(); !tk.WaitTimeout(10*time.Second) || tk.Error() != nil {

@@ -46,7 +46,7 @@ func latest(t *testing.T, a *testutil.API, dev string) map[string]any {
 func rawPoints(t *testing.T, a *testutil.API, dev, field string, from, to time.Time) map[int64][]float64 {
 	t.Helper()
 	var sr seriesResp
-	q := url.Values{"names": {field}, "from": {from.UTC().Format(time.RFC3339Nano)}, "to": {to.UTC().Format(time.RFC3339Nano)}}
+	q := url.Values{"names": {field}, "agg": {"raw"}, "from": {from.UTC().Format(time.RFC3339Nano)}, "to": {to.UTC().Format(time.RFC3339Nano)}}
 	a.MustDo(t, 200, "GET", "/api/v1/devices/"+dev+"/telemetry?"+q.Encode(), nil, &sr)
 	out := map[int64][]float64{}
 	for _, s := range sr.Series {
@@ -66,9 +66,12 @@ func TestTelemetryEndToEnd(t *testing.T) {
 	a.MustDo(t, 201, "POST", "/api/v1/sites", map[string]any{"id": "plant-1", "name": "Plant 1"}, nil)
 	d := a.CreateDevice(t, "cnc-01", map[string]any{"site": "plant-1", "template": "cnc", "tags": map[string]string{"line": "A"}})
 
-	for _, tlsOn := range []bool{false, true} {
+	var lastBase time.Time
+	for round, tlsOn := range []bool{false, true} {
 		c := hub.MustConnect(t, d, testutil.DeviceOptions{TLS: tlsOn})
-		base := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+		// Each round in its own ten minutes, so ranges don't overlap.
+		base := time.Now().Add(-time.Duration(round+1) * 10 * time.Minute).Truncate(time.Millisecond)
+		lastBase = base
 		for i := 0; i < 10; i++ {
 			testutil.Publish(t, c, d.ID, map[string]any{
 				"ts":      base.Add(time.Duration(i) * time.Second).UnixMilli(),
@@ -113,7 +116,7 @@ func TestTelemetryEndToEnd(t *testing.T) {
 			} `json:"result"`
 		} `json:"data"`
 	}
-	a.MustDo(t, 200, "GET", "/prometheus/api/v1/query?query="+url.QueryEscape(`spindle_load__{device="cnc-01"}`)+"&time="+fmt.Sprint(time.Now().Unix()), nil, &pr)
+	a.MustDo(t, 200, "GET", "/prometheus/api/v1/query?query="+url.QueryEscape(`spindle_load__{device="cnc-01"}`)+"&time="+fmt.Sprint(lastBase.Add(10*time.Second).Unix()), nil, &pr)
 	if len(pr.Data.Result) != 1 {
 		t.Fatalf("promql result: %+v", pr)
 	}
