@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/shopfloor/shopfloor/internal/anomaly"
+	"github.com/shopfloor/shopfloor/internal/anomaly/eval"
 	"github.com/shopfloor/shopfloor/internal/app"
 	"github.com/shopfloor/shopfloor/internal/bench"
 	"github.com/shopfloor/shopfloor/internal/cli"
@@ -17,7 +17,7 @@ func main() {
 	logger := app.NewLogger(os.Stderr, "info")
 	root := cli.NewRoot()
 	root.AddCommand(app.ServeCommand(), app.DemoCommand(),
-		simulate.NewCommand(logger), bench.NewCommand(logger), anomaly.NewCommand(logger))
+		simulate.NewCommand(logger), bench.NewCommand(logger), eval.NewCommand(logger))
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
