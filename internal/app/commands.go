@@ -59,7 +59,7 @@ set SHOPFLOOR_ADMIN_TOKEN to choose it yourself.`,
 				fmt.Fprintf(out, "First start: admin token for the operator organization (shown once, only its hash is stored):\n\n  %s\n\n", hub.AdminSecret)
 			}
 			fmt.Fprintf(out, "Shopfloor hub\n  API:        http://%s/api/v1  (OpenAPI at /api/openapi.json)\n  MQTT:       %s\n  MQTT/TLS:   %s  (CA: %s)\n  WebSocket:  ws://%s/mqtt\n  Prometheus: http://%s/prometheus\n",
-				hub.HTTPAddr(), orNone(hub.MQTTAddr()), orNone(hub.MQTTSAddr()), hub.CAFile(), hub.HTTPAddr(), hub.HTTPAddr())
+				displayAddr(hub.HTTPAddr()), orNone(hub.MQTTAddr()), orNone(hub.MQTTSAddr()), hub.CAFile(), displayAddr(hub.HTTPAddr()), displayAddr(hub.HTTPAddr()))
 			return hub.Run(ctx)
 		},
 	}
@@ -71,7 +71,19 @@ func orNone(s string) string {
 	if s == "" {
 		return "disabled"
 	}
-	return s
+	return displayAddr(s)
+}
+
+// displayAddr turns a wildcard listen address into one a user can click.
+func displayAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // freeAddr returns addr when it can be bound, otherwise a free port on the
@@ -123,7 +135,7 @@ func runDemo(ctx context.Context, out, errw io.Writer, data string, devices int,
 			return err
 		}
 		if moved {
-			fmt.Fprintf(out, "Port %s is taken; using %s instead.\n", *p, addr)
+			fmt.Fprintf(out, "Port %s is taken; using %s instead.\n", *p, displayAddr(addr))
 		}
 		*p = addr
 	}
@@ -145,9 +157,9 @@ func runDemo(ctx context.Context, out, errw io.Writer, data string, devices int,
 	if err != nil {
 		return err
 	}
-	base := "http://" + hub.HTTPAddr()
+	base := "http://" + displayAddr(hub.HTTPAddr())
 	fleet, err := simulate.New(simulate.Config{
-		URL: base, Token: token, MQTTAddr: hub.MQTTAddr(), Sites: []string{"plant-north", "plant-south"},
+		URL: base, Token: token, MQTTAddr: displayAddr(hub.MQTTAddr()), Sites: []string{"plant-north", "plant-south"},
 		Devices: devices, Rate: rate, QoS: 1, Seed: time.Now().UnixNano(), FaultRate: 0.02, Logger: logger,
 	})
 	if err != nil {
@@ -172,7 +184,7 @@ Try:
   export SHOPFLOOR_URL=%s SHOPFLOOR_TOKEN=%s
   shopfloor device list
   shopfloor query latest <device id>
-`, base, base, hub.MQTTAddr(), hub.MQTTSAddr(), hub.CAFile(), hub.HTTPAddr(), base, org, token, base, token)
+`, base, base, displayAddr(hub.MQTTAddr()), displayAddr(hub.MQTTSAddr()), hub.CAFile(), displayAddr(hub.HTTPAddr()), base, org, token, base, token)
 	go func() {
 		if err := fleet.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			logger.Error("simulated factory stopped", "err", err)
