@@ -1,0 +1,586 @@
+package rules
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync/atomic"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/shopfloor/shopfloor/internal/bus"
+)
+
+// compiled is an enabled rule ready to evaluate.
+type compiled struct {
+	rule       Rule
+	prog       *Program
+	forMs      int64
+	clearForMs int64
+	clearAfter int
+}
+
+func compileRule(r Rule, opts CompileOptions) (*compiled, error) {
+	p, err := Compile(r.Condition, opts)
+	if err != nil {
+		return nil, err
+	}
+	c := &compiled{rule: r, prog: p, forMs: time.Duration(r.For).Milliseconds(), clearForMs: time.Duration(r.ClearFor).Milliseconds(), clearAfter: r.ClearAfter}
+	if c.clearAfter < 1 {
+		c.clearAfter = 1
+	}
+	return c, nil
+}
+
+func (c *compiled) inScope(d *deviceState) bool {
+	s := &c.rule.Scope
+	if s.Device != "" && s.Device != d.id {
+		return false
+	}
+	if s.Site != "" && s.Site != d.site {
+		return false
+	}
+	if s.Template != "" && s.Template != d.template {
+		return false
+	}
+	for k, v := range s.Tags {
+		if d.info.Tags[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// triggeredBy reports whether m carries a field the condition reads; a
+// condition that reads no field is evaluated on every message.
+func (p *Program) triggeredBy(m *bus.Telemetry) bool {
+	if len(p.triggers) == 0 {
+		return true
+	}
+	for _, f := range p.triggers {
+		if _, ok := m.Num[f]; ok {
+			return true
+		}
+		if _, ok := m.Str[f]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// orgState holds the rules and device states of one organization.
+type orgState struct {
+	rules      []*compiled
+	fields     map[string]bool // fields some rule reads directly: kept in the device env
+	recvFields map[string]bool // fields nodata(field, …) watches
+	maxWindow  time.Duration
+	devices    map[string]*deviceState
+}
+
+// deviceState is everything the engine keeps per device.
+type deviceState struct {
+	id        string
+	site      string
+	template  string
+	env       map[string]any // the evaluation environment, reused across evaluations
+	seen      bool
+	lastTS    int64 // newest message time evaluated (device time)
+	lastRecv  int64 // wall time that message arrived
+	firstRecv int64
+	fieldRecv map[string]int64
+	connKnown bool
+	connected bool
+	connAt    int64
+	info      DeviceInfo
+	infoAt    int64
+	rules     map[string]*ruleState
+	restored  map[string]ruleSnap // rule states from a snapshot, applied on first use
+	filled    bool                // history backfill done in this process
+	dirty     bool
+}
+
+func newDeviceState(id string, wall int64) *deviceState {
+	d := &deviceState{id: id, firstRecv: wall, env: map[string]any{
+		"device": id, "site": "", "template": "", "tags": map[string]any{}, "props": map[string]any{},
+		"hour": 0, "minute": 0, "weekday": 0,
+	}, rules: map[string]*ruleState{}, fieldRecv: map[string]int64{}}
+	return d
+}
+
+func (d *deviceState) setSite(site, template string) {
+	if site != "" && site != d.site {
+		d.site = site
+		d.env["site"] = site
+	}
+	if template != "" && template != d.template {
+		d.template = template
+		d.env["template"] = template
+	}
+}
+
+func (d *deviceState) setInfo(info DeviceInfo) {
+	d.info = info
+	tags := make(map[string]any, len(info.Tags))
+	for k, v := range info.Tags {
+		tags[k] = v
+	}
+	d.env["tags"] = tags
+	if info.Props != nil {
+		d.env["props"] = info.Props
+	} else {
+		d.env["props"] = map[string]any{}
+	}
+	d.setSite(info.Site, info.Template)
+}
+
+// setNum stores a field value, reusing the boxed value when it did not
+// change so steady signals cost no allocation.
+func (d *deviceState) setNum(name string, v float64) {
+	if old, ok := d.env[name].(float64); ok && old == v {
+		return
+	}
+	d.env[name] = v
+}
+
+func (d *deviceState) setStr(name, v string) {
+	if old, ok := d.env[name].(string); ok && old == v {
+		return
+	}
+	d.env[name] = v
+}
+
+// ruleState is the per-(rule, device) state machine.
+type ruleState struct {
+	version      int64
+	windows      []window
+	pending      bool // condition true, waiting for the rule's "for"
+	pendingSince int64
+	firing       bool
+	falseN       int // consecutive false evaluations while firing
+	hasFalse     bool
+	falseSince   int64
+}
+
+func (d *deviceState) state(c *compiled, buckets int) *ruleState {
+	rs := d.rules[c.rule.ID]
+	if rs != nil && rs.version == c.rule.Version {
+		return rs
+	}
+	if snap, ok := d.restored[c.rule.ID]; ok {
+		delete(d.restored, c.rule.ID)
+		if r := snap.restore(c, buckets); r != nil {
+			d.rules[c.rule.ID] = r
+			return r
+		}
+		rs = &ruleState{firing: snap.Firing}
+	}
+	nrs := &ruleState{version: c.rule.Version, windows: make([]window, len(c.prog.windows))}
+	for i, spec := range c.prog.windows {
+		nrs.windows[i] = newWindow(spec, buckets)
+	}
+	if rs != nil {
+		// The rule was edited: its windows start over, but an alert it has
+		// open stays known so it can still clear.
+		nrs.firing = rs.firing
+	}
+	d.rules[c.rule.ID] = nrs
+	return nrs
+}
+
+type intentKind uint8
+
+const (
+	intentFire intentKind = iota
+	intentClear
+)
+
+// intent is an alert call the evaluation decided on.
+type intent struct {
+	kind    intentKind
+	c       *compiled
+	org     string
+	device  string
+	at      time.Time
+	values  map[string]float64
+	message string
+}
+
+func (in *intent) key() string { return in.org + "\x00" + in.c.rule.ID + "\x00" + in.device }
+
+// counters are the engine's statistics.
+type counters struct {
+	messages    atomic.Int64
+	duplicates  atomic.Int64
+	evaluations atomic.Int64
+	skipped     atomic.Int64
+	errors      atomic.Int64
+	fired       atomic.Int64
+	cleared     atomic.Int64
+}
+
+// evaluator is the engine without I/O to the alerts: it turns messages and
+// timer sweeps into intents. It is not safe for concurrent use.
+type evaluator struct {
+	orgs     map[string]*orgState
+	buckets  int
+	dir      DeviceDirectory
+	anomaly  AnomalyScorer
+	history  History
+	infoTTL  int64 // ms
+	log      *slog.Logger
+	machine  vm.VM
+	st       *counters
+	lastWarn map[string]int64
+}
+
+func newEvaluator(buckets int, log *slog.Logger) *evaluator {
+	if buckets <= 0 {
+		buckets = 30
+	}
+	return &evaluator{orgs: map[string]*orgState{}, buckets: buckets, log: log, st: &counters{}, lastWarn: map[string]int64{}, infoTTL: 60_000}
+}
+
+// setRules replaces the rule set, keeping device state.
+func (ev *evaluator) setRules(rs []*compiled) {
+	for _, o := range ev.orgs {
+		o.rules, o.fields, o.recvFields, o.maxWindow = nil, map[string]bool{}, map[string]bool{}, 0
+	}
+	for _, c := range rs {
+		o := ev.org(c.rule.Org)
+		o.rules = append(o.rules, c)
+		for _, f := range c.prog.fields {
+			o.fields[f] = true
+		}
+		for _, a := range c.prog.absences {
+			if a.field != "" {
+				o.recvFields[a.field] = true
+			}
+		}
+		if c.prog.maxWindow > o.maxWindow {
+			o.maxWindow = c.prog.maxWindow
+		}
+	}
+	// Forget the state of rules that no longer exist.
+	for _, o := range ev.orgs {
+		live := make(map[string]bool, len(o.rules))
+		for _, c := range o.rules {
+			live[c.rule.ID] = true
+		}
+		for _, d := range o.devices {
+			for id := range d.rules {
+				if !live[id] {
+					delete(d.rules, id)
+					d.dirty = true
+				}
+			}
+		}
+	}
+}
+
+func (ev *evaluator) org(id string) *orgState {
+	o := ev.orgs[id]
+	if o == nil {
+		o = &orgState{fields: map[string]bool{}, recvFields: map[string]bool{}, devices: map[string]*deviceState{}}
+		ev.orgs[id] = o
+	}
+	return o
+}
+
+func (o *orgState) device(id string, wall int64) *deviceState {
+	d := o.devices[id]
+	if d == nil {
+		d = newDeviceState(id, wall)
+		o.devices[id] = d
+	}
+	return d
+}
+
+func (ev *evaluator) warn(key string, wall int64, msg string, args ...any) {
+	if last, ok := ev.lastWarn[key]; ok && wall-last < 60_000 {
+		return
+	}
+	if len(ev.lastWarn) > 10000 {
+		clear(ev.lastWarn)
+	}
+	ev.lastWarn[key] = wall
+	ev.log.Warn(msg, args...)
+}
+
+func (ev *evaluator) refreshInfo(ctx context.Context, org string, d *deviceState, wall int64) {
+	if ev.dir == nil || (d.infoAt != 0 && wall-d.infoAt < ev.infoTTL) {
+		return
+	}
+	d.infoAt = wall
+	info, err := ev.dir.DeviceInfo(ctx, org, d.id)
+	if err != nil {
+		ev.warn("info/"+org, wall, "rules: device lookup failed; using what is known", "org", org, "device", d.id, "err", err)
+		return
+	}
+	d.setInfo(info)
+}
+
+// process takes one message in and, when eval is set, evaluates the rules
+// it concerns; wall is the current wall-clock time in ms.
+func (ev *evaluator) process(ctx context.Context, m *bus.Telemetry, wall int64, out *[]intent, eval bool) {
+	o := ev.orgs[m.Org]
+	if o == nil || len(o.rules) == 0 || m.Device == "" {
+		return
+	}
+	ev.st.messages.Add(1)
+	d := o.device(m.Device, wall)
+	if d.seen && m.TS <= d.lastTS {
+		// A redelivered batch, or data older than what was evaluated:
+		// evaluating it again would count samples twice.
+		ev.st.duplicates.Add(1)
+		return
+	}
+	ev.refreshInfo(ctx, m.Org, d, wall)
+	d.setSite(m.Site, m.Template)
+	if !d.filled {
+		ev.backfill(ctx, m.Org, o, d, m.TS)
+	}
+	recv := m.Received
+	if recv == 0 {
+		recv = m.TS
+	}
+	d.seen, d.lastTS, d.lastRecv, d.dirty = true, m.TS, recv, true
+	for name, v := range m.Num {
+		if o.fields[name] {
+			d.setNum(name, v)
+		}
+		if o.recvFields[name] {
+			d.fieldRecv[name] = recv
+		}
+	}
+	for name, v := range m.Str {
+		if o.fields[name] {
+			d.setStr(name, v)
+		}
+		if o.recvFields[name] {
+			d.fieldRecv[name] = recv
+		}
+	}
+	for _, c := range o.rules {
+		if !c.inScope(d) || !c.prog.triggeredBy(m) {
+			continue
+		}
+		rs := d.state(c, ev.buckets)
+		feed(c, rs, m)
+		if eval {
+			ev.evaluate(m.Org, c, d, rs, m.TS, recv, out)
+		}
+	}
+}
+
+func feed(c *compiled, rs *ruleState, m *bus.Telemetry) {
+	for i := range c.prog.windows {
+		if v, ok := m.Num[c.prog.windows[i].Field]; ok && !math.IsNaN(v) && !math.IsInf(v, 0) {
+			rs.windows[i].add(m.TS, v)
+		}
+	}
+}
+
+// backfill fills the windows of a device seen for the first time in this
+// process from stored history: the gap since its snapshot, or one window
+// length when there is none. Nothing is evaluated or fired.
+func (ev *evaluator) backfill(ctx context.Context, org string, o *orgState, d *deviceState, upTo int64) {
+	d.filled = true
+	if ev.history == nil || o.maxWindow == 0 {
+		return
+	}
+	from := upTo - o.maxWindow.Milliseconds()
+	if d.seen && d.lastTS+1 > from {
+		from = d.lastTS + 1
+	}
+	if from >= upTo {
+		return
+	}
+	var rules []*compiled
+	fieldSet := map[string]bool{}
+	for _, c := range o.rules {
+		if len(c.prog.windows) > 0 && c.inScope(d) {
+			rules = append(rules, c)
+			for _, w := range c.prog.windows {
+				fieldSet[w.Field] = true
+			}
+		}
+	}
+	if len(rules) == 0 {
+		return
+	}
+	fields := make([]string, 0, len(fieldSet))
+	for f := range fieldSet {
+		fields = append(fields, f)
+	}
+	err := ev.history.Scan(ctx, org, d.id, fields, time.UnixMilli(from), time.UnixMilli(upTo), func(m *bus.Telemetry) error {
+		for _, c := range rules {
+			feed(c, d.state(c, ev.buckets), m)
+		}
+		return nil
+	})
+	if err != nil {
+		ev.warn("history/"+org, upTo, "rules: could not rebuild windows from history; they start from the snapshot", "org", org, "device", d.id, "err", err)
+	}
+}
+
+// sweep evaluates the rules that watch for absence at wall time now.
+func (ev *evaluator) sweep(now int64, out *[]intent) {
+	for org, o := range ev.orgs {
+		for _, c := range o.rules {
+			if !c.prog.Absence() {
+				continue
+			}
+			for _, d := range o.devices {
+				if !c.inScope(d) {
+					continue
+				}
+				rs := d.state(c, ev.buckets)
+				ev.evaluate(org, c, d, rs, now, now, out)
+			}
+		}
+	}
+}
+
+// evaluate runs the condition for one device at time t (wall: the wall
+// clock, for absence) and advances the rule's state machine.
+func (ev *evaluator) evaluate(org string, c *compiled, d *deviceState, rs *ruleState, t, wall int64, out *[]intent) {
+	res, ok := ev.run(org, c, d, rs, t, wall)
+	if !ok {
+		ev.st.skipped.Add(1)
+		return
+	}
+	ev.st.evaluations.Add(1)
+	d.dirty = true
+	if res {
+		rs.falseN, rs.hasFalse = 0, false
+		if rs.firing {
+			return
+		}
+		if !rs.pending {
+			rs.pending, rs.pendingSince = true, t
+		}
+		if t-rs.pendingSince < c.forMs {
+			return
+		}
+		rs.pending, rs.firing = false, true
+		*out = append(*out, intent{kind: intentFire, c: c, org: org, device: d.id, at: time.UnixMilli(t).UTC(),
+			values: ev.values(c, d), message: c.rule.Name + ": " + c.rule.Condition})
+		return
+	}
+	rs.pending = false
+	if !rs.firing {
+		return
+	}
+	if !rs.hasFalse {
+		rs.hasFalse, rs.falseSince = true, t
+	}
+	rs.falseN++
+	if rs.falseN < c.clearAfter || t-rs.falseSince < c.clearForMs {
+		return
+	}
+	rs.firing, rs.falseN, rs.hasFalse = false, 0, false
+	if !c.rule.ManualResolve {
+		*out = append(*out, intent{kind: intentClear, c: c, org: org, device: d.id, at: time.UnixMilli(t).UTC()})
+	}
+}
+
+// run evaluates the condition; ok is false when it cannot be evaluated
+// yet (a field never seen, an empty window, no anomaly score).
+func (ev *evaluator) run(org string, c *compiled, d *deviceState, rs *ruleState, t, wall int64) (res, ok bool) {
+	p := c.prog
+	env := d.env
+	for _, f := range p.fields {
+		if _, ok := env[f]; !ok {
+			return false, false
+		}
+	}
+	for i := range p.aggs {
+		a := &p.aggs[i]
+		st, known := rs.windows[a.win].stats(t)
+		if !known {
+			return false, false
+		}
+		v, ok := st.value(a.fn)
+		if !ok {
+			return false, false
+		}
+		env[a.name] = v
+	}
+	for _, a := range p.anomalies {
+		if ev.anomaly == nil {
+			return false, false
+		}
+		v, ok := ev.anomaly.AnomalyScore(org, d.id, a.field)
+		if !ok {
+			return false, false
+		}
+		env[a.name] = v
+	}
+	for _, a := range p.absences {
+		dur := a.dur.Milliseconds()
+		if a.disconnected {
+			env[a.name] = d.connKnown && !d.connected && wall-d.connAt >= dur
+			continue
+		}
+		last := d.lastRecv
+		if !d.seen {
+			last = d.firstRecv
+		}
+		if a.field != "" {
+			if fr, ok := d.fieldRecv[a.field]; ok {
+				last = fr
+			} else {
+				last = d.firstRecv
+			}
+		}
+		env[a.name] = wall-last >= dur
+	}
+	if p.usesTime {
+		loc := d.info.Location
+		if loc == nil {
+			loc = time.UTC
+		}
+		tm := time.UnixMilli(t).In(loc)
+		env["hour"], env["minute"], env["weekday"] = tm.Hour(), tm.Minute(), int(tm.Weekday())
+	}
+	out, err := ev.machine.Run(p.prog, env)
+	if err != nil {
+		ev.st.errors.Add(1)
+		ev.warn("eval/"+c.rule.ID, wall, "rules: condition failed on a device's data; fix the condition or the data", "org", org, "rule", c.rule.ID, "name", c.rule.Name, "device", d.id, "err", err)
+		return false, false
+	}
+	b, isBool := out.(bool)
+	if !isBool {
+		ev.st.errors.Add(1)
+		ev.warn("eval/"+c.rule.ID, wall, "rules: condition did not give true or false", "org", org, "rule", c.rule.ID, "device", d.id, "result", fmt.Sprint(out))
+		return false, false
+	}
+	return b, true
+}
+
+// values records what made a rule fire, for the alert.
+func (ev *evaluator) values(c *compiled, d *deviceState) map[string]float64 {
+	vals := make(map[string]float64, len(c.prog.fields)+len(c.prog.aggs))
+	for _, f := range c.prog.fields {
+		if v, ok := d.env[f].(float64); ok {
+			vals[f] = v
+		}
+	}
+	for _, a := range c.prog.aggs {
+		if v, ok := d.env[a.name].(float64); ok {
+			vals[a.label] = v
+		}
+	}
+	for _, a := range c.prog.anomalies {
+		if v, ok := d.env[a.name].(float64); ok {
+			label := "anomaly()"
+			if a.field != "" {
+				label = "anomaly(" + a.field + ")"
+			}
+			vals[label] = v
+		}
+	}
+	return vals
+}

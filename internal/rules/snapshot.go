@@ -1,0 +1,111 @@
+package rules
+
+import "strings"
+
+// ruleSnap is a ruleState's persisted form.
+type ruleSnap struct {
+	V          int64        `json:"v"`
+	Firing     bool         `json:"f,omitempty"`
+	Pending    bool         `json:"p,omitempty"`
+	PendSince  int64        `json:"ps,omitempty"`
+	FalseN     int          `json:"fn,omitempty"`
+	HasFalse   bool         `json:"hf,omitempty"`
+	FalseSince int64        `json:"fs,omitempty"`
+	W          []windowSnap `json:"w,omitempty"`
+}
+
+func (rs *ruleState) snap() ruleSnap {
+	s := ruleSnap{V: rs.version, Firing: rs.firing, Pending: rs.pending, PendSince: rs.pendingSince,
+		FalseN: rs.falseN, HasFalse: rs.hasFalse, FalseSince: rs.falseSince}
+	for _, w := range rs.windows {
+		s.W = append(s.W, w.snap())
+	}
+	return s
+}
+
+// restore rebuilds the state for c, or nil when the snapshot was taken for
+// another version of the rule.
+func (s ruleSnap) restore(c *compiled, buckets int) *ruleState {
+	if s.V != c.rule.Version || len(s.W) != len(c.prog.windows) {
+		return nil
+	}
+	rs := &ruleState{version: s.V, firing: s.Firing, pending: s.Pending, pendingSince: s.PendSince,
+		falseN: s.FalseN, hasFalse: s.HasFalse, falseSince: s.FalseSince, windows: make([]window, len(s.W))}
+	for i, ws := range s.W {
+		w := ws.restore(c.prog.windows[i])
+		if w == nil {
+			return nil
+		}
+		rs.windows[i] = w
+	}
+	return rs
+}
+
+// devSnap is a deviceState's persisted form.
+type devSnap struct {
+	Seen      bool                `json:"seen,omitempty"`
+	LastTS    int64               `json:"ts,omitempty"`
+	LastRecv  int64               `json:"recv,omitempty"`
+	FirstRecv int64               `json:"first,omitempty"`
+	Site      string              `json:"site,omitempty"`
+	Template  string              `json:"tpl,omitempty"`
+	Num       map[string]float64  `json:"num,omitempty"`
+	Str       map[string]string   `json:"str,omitempty"`
+	FieldRecv map[string]int64    `json:"frecv,omitempty"`
+	ConnKnown bool                `json:"ck,omitempty"`
+	Connected bool                `json:"conn,omitempty"`
+	ConnAt    int64               `json:"cat,omitempty"`
+	Rules     map[string]ruleSnap `json:"rules,omitempty"`
+}
+
+func isFieldKey(k string) bool { return !reserved[k] && !strings.HasPrefix(k, "__") }
+
+func (d *deviceState) snap() devSnap {
+	s := devSnap{Seen: d.seen, LastTS: d.lastTS, LastRecv: d.lastRecv, FirstRecv: d.firstRecv, Site: d.site, Template: d.template,
+		ConnKnown: d.connKnown, Connected: d.connected, ConnAt: d.connAt, Rules: map[string]ruleSnap{}}
+	for k, v := range d.env {
+		if !isFieldKey(k) {
+			continue
+		}
+		switch x := v.(type) {
+		case float64:
+			if s.Num == nil {
+				s.Num = map[string]float64{}
+			}
+			s.Num[k] = x
+		case string:
+			if s.Str == nil {
+				s.Str = map[string]string{}
+			}
+			s.Str[k] = x
+		}
+	}
+	if len(d.fieldRecv) > 0 {
+		s.FieldRecv = d.fieldRecv
+	}
+	for id, rs := range d.restored {
+		s.Rules[id] = rs
+	}
+	for id, rs := range d.rules {
+		s.Rules[id] = rs.snap()
+	}
+	return s
+}
+
+func restoreDevice(id string, s devSnap) *deviceState {
+	d := newDeviceState(id, s.FirstRecv)
+	d.seen, d.lastTS, d.lastRecv = s.Seen, s.LastTS, s.LastRecv
+	d.setSite(s.Site, s.Template)
+	d.connKnown, d.connected, d.connAt = s.ConnKnown, s.Connected, s.ConnAt
+	for k, v := range s.Num {
+		d.env[k] = v
+	}
+	for k, v := range s.Str {
+		d.env[k] = v
+	}
+	for k, v := range s.FieldRecv {
+		d.fieldRecv[k] = v
+	}
+	d.restored = s.Rules
+	return d
+}
