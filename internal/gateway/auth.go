@@ -1,0 +1,406 @@
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/shopfloor/shopfloor/internal/gateway/azure"
+	"github.com/shopfloor/shopfloor/internal/registry"
+)
+
+// authenticator reads devices, enrollment groups and CAs from the registry
+// and caches them for ttl: long enough to absorb a reconnect storm, short
+// enough that a disabled device is refused within seconds even without
+// Disconnect.
+type authenticator struct {
+	devices Devices
+	ttl     time.Duration
+	log     *slog.Logger
+
+	mu     sync.Mutex
+	byID   map[string]cachedDevice
+	loads  singleflight.Group
+	groups cachedValue[[]registry.EnrollmentGroup]
+	cas    cachedValue[*caSet]
+}
+
+type cachedDevice struct {
+	dev registry.Device
+	at  time.Time
+}
+
+type cachedValue[T any] struct {
+	mu  sync.Mutex // held while loading, so concurrent connects share one query
+	val T
+	at  time.Time
+	ok  bool
+}
+
+func (c *cachedValue[T]) get(ctx context.Context, ttl time.Duration, load func(context.Context) (T, error)) (T, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ok && time.Since(c.at) < ttl {
+		return c.val, nil
+	}
+	v, err := load(ctx)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	c.val, c.at, c.ok = v, time.Now(), true
+	return v, nil
+}
+
+// caSet is the registered CAs, parsed.
+type caSet struct {
+	byOrg map[string]*x509.CertPool
+	auto  *x509.CertPool // CAs with AutoRegister
+	byRaw map[string]registry.CACert
+}
+
+func newAuthenticator(d Devices, ttl time.Duration, log *slog.Logger) *authenticator {
+	return &authenticator{devices: d, ttl: ttl, log: log, byID: map[string]cachedDevice{}}
+}
+
+func (a *authenticator) lookup(ctx context.Context, id string) (registry.Device, error) {
+	a.mu.Lock()
+	c, ok := a.byID[id]
+	a.mu.Unlock()
+	if ok && time.Since(c.at) < a.ttl {
+		return c.dev, nil
+	}
+	v, err, _ := a.loads.Do(id, func() (any, error) {
+		d, err := a.devices.LookupDevice(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		a.remember(d)
+		return d, nil
+	})
+	if err != nil {
+		return registry.Device{}, err
+	}
+	return v.(registry.Device), nil
+}
+
+func (a *authenticator) remember(d registry.Device) {
+	a.mu.Lock()
+	a.byID[d.ID] = cachedDevice{dev: d, at: time.Now()}
+	a.mu.Unlock()
+}
+
+func (a *authenticator) forget(id string) {
+	a.mu.Lock()
+	delete(a.byID, id)
+	a.mu.Unlock()
+}
+
+func (a *authenticator) sweep(now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for id, c := range a.byID {
+		if now.Sub(c.at) >= a.ttl {
+			delete(a.byID, id)
+		}
+	}
+}
+
+func (a *authenticator) enrollmentGroups(ctx context.Context) ([]registry.EnrollmentGroup, error) {
+	return a.groups.get(ctx, a.ttl, a.devices.ListAllEnrollmentGroups)
+}
+
+func (a *authenticator) caSet(ctx context.Context) (*caSet, error) {
+	return a.cas.get(ctx, a.ttl, func(ctx context.Context) (*caSet, error) {
+		list, err := a.devices.ListAllCACerts(ctx)
+		if err != nil {
+			return nil, err
+		}
+		s := &caSet{byOrg: map[string]*x509.CertPool{}, auto: x509.NewCertPool(), byRaw: map[string]registry.CACert{}}
+		for _, c := range list {
+			cert, err := parseCertPEM(c.PEM)
+			if err != nil {
+				a.log.Warn("registered CA certificate cannot be used; re-register it", "ca", c.ID, "org", c.Org, "error", err)
+				continue
+			}
+			if s.byOrg[c.Org] == nil {
+				s.byOrg[c.Org] = x509.NewCertPool()
+			}
+			s.byOrg[c.Org].AddCert(cert)
+			if c.AutoRegister {
+				s.auto.AddCert(cert)
+			}
+			s.byRaw[string(cert.Raw)] = c
+		}
+		return s, nil
+	})
+}
+
+func parseCertPEM(s string) (*x509.Certificate, error) {
+	b, _ := pem.Decode([]byte(s))
+	if b == nil || b.Type != "CERTIFICATE" {
+		return nil, errors.New("no PEM certificate")
+	}
+	return x509.ParseCertificate(b.Bytes)
+}
+
+// authError is a refused CONNECT.
+type authError struct {
+	code   packets.Code // CONNACK reason (MQTT 5); mapped for 3.1.1
+	detail string       // for the log and the device's last error
+	device bool         // the device exists: record detail on it
+}
+
+func (e *authError) Error() string { return e.detail }
+
+// deny refuses with "not authorized". reason, when set, is told to the
+// client; it never says whether a device exists.
+func deny(reason, detail string, known bool) *authError {
+	c := packets.ErrNotAuthorized
+	if reason != "" {
+		c.Reason = reason
+	}
+	return &authError{code: c, detail: detail, device: known}
+}
+
+// authenticate checks a CONNECT and returns the session to attach to the
+// connection.
+func (g *Gateway) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, *authError) {
+	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.ConnectTimeout)
+	defer cancel()
+	now := time.Now()
+	id := pk.Connect.ClientIdentifier
+	if id == "" {
+		return nil, deny("client id must be the device id", "empty client id", false)
+	}
+	if pk.Connect.UsernameFlag && len(pk.Connect.Username) > 0 {
+		_, uid, module, err := azure.ParseUsername(string(pk.Connect.Username))
+		switch {
+		case err != nil:
+			return nil, deny("user name must be {host}/{deviceId}/?api-version=2021-04-12", err.Error(), false)
+		case module != "":
+			return nil, deny("module identities are not supported", "module "+module+" in user name", false)
+		case uid != id:
+			msg := fmt.Sprintf("user name names device %q but the client id is %q", clip(uid), clip(id))
+			return nil, deny(msg, msg, false)
+		}
+	}
+	certs := peerCertificates(cl.Net.Conn)
+
+	dev, err := g.auth.lookup(ctx, id)
+	if errors.Is(err, registry.ErrNotFound) {
+		var aerr *authError
+		if dev, aerr = g.zeroTouch(ctx, id, pk, certs, now); aerr != nil {
+			return nil, aerr
+		}
+	} else if err != nil {
+		g.log.Error("device registry unavailable; refusing connection", "device", id, "error", err)
+		return nil, &authError{code: packets.ErrServerUnavailable, detail: "registry unavailable: " + err.Error()}
+	}
+	if dev.Disabled {
+		return nil, deny("", "device is disabled", false)
+	}
+
+	switch dev.Auth {
+	case registry.AuthX509Self:
+		if len(certs) == 0 {
+			return nil, deny("this device authenticates with its X.509 certificate: connect over TLS and present it", "no client certificate", true)
+		}
+		leaf := certs[0]
+		if dev.Thumbprint == "" || !strings.EqualFold(thumbprint(leaf), dev.Thumbprint) {
+			return nil, deny("", "client certificate thumbprint "+thumbprint(leaf)+" does not match the registered one", true)
+		}
+		if now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
+			return nil, deny("client certificate is expired or not yet valid", fmt.Sprintf("client certificate valid %s to %s", leaf.NotBefore.Format(time.RFC3339), leaf.NotAfter.Format(time.RFC3339)), true)
+		}
+	case registry.AuthX509CA:
+		if len(certs) == 0 {
+			return nil, deny("this device authenticates with its X.509 certificate: connect over TLS and present it", "no client certificate", true)
+		}
+		set, err := g.auth.caSet(ctx)
+		if err != nil {
+			return nil, &authError{code: packets.ErrServerUnavailable, detail: "registry unavailable: " + err.Error()}
+		}
+		if _, err := verifyChain(certs, set.byOrg[dev.Org], id, now); err != nil {
+			return nil, deny("", "client certificate: "+err.Error(), true)
+		}
+	default: // registry.AuthSAS
+		if !pk.Connect.PasswordFlag || len(pk.Connect.Password) == 0 {
+			return nil, deny("the password must be a SAS token", "no SAS token", true)
+		}
+		s, err := azure.ParseSAS(string(pk.Connect.Password))
+		if err != nil {
+			return nil, deny(err.Error(), err.Error(), true)
+		}
+		if _, rid, err := azure.DeviceFromResource(s.Resource); err != nil || rid != id {
+			msg := fmt.Sprintf("SAS token is for %q, not for device %q", clip(s.Resource), clip(id))
+			return nil, deny(msg, msg, true)
+		}
+		err = azure.VerifySAS(s, "", dev.PrimaryKey, now)
+		if errors.Is(err, azure.ErrBadSignature) && dev.SecondaryKey != "" {
+			err = azure.VerifySAS(s, "", dev.SecondaryKey, now)
+		}
+		switch {
+		case errors.Is(err, azure.ErrExpired):
+			return nil, deny("SAS token expired", err.Error(), true)
+		case err != nil:
+			return nil, deny("", "SAS token: "+err.Error(), true)
+		}
+	}
+
+	sess := &session{org: dev.Org, device: dev.ID, site: dev.Site, template: dev.Template}
+	if pk.Connect.WillFlag {
+		t, err := azure.ParseTopic(pk.Connect.WillTopic)
+		if err != nil || t.Kind != azure.TopicTelemetry || t.DeviceID != id {
+			msg := "the last-will topic must be devices/" + id + "/messages/events/"
+			return nil, deny(msg, msg, true)
+		}
+		sess.will = &will{bag: t.Bag, payload: pk.Connect.WillPayload, user: pk.Connect.WillProperties.User}
+		// The gateway sends the will as telemetry itself; mochi would
+		// deliver it to subscribers, bypassing ingest.
+		cl.Properties.Will = mqtt.Will{}
+	}
+	return sess, nil
+}
+
+// zeroTouch registers an unknown device that proves membership of an
+// enrollment group (a SAS token signed with the group-derived key) or
+// presents a certificate from an auto-registering CA.
+func (g *Gateway) zeroTouch(ctx context.Context, id string, pk packets.Packet, certs []*x509.Certificate, now time.Time) (registry.Device, *authError) {
+	unknown := deny("", "unknown device", false)
+	if len(certs) > 0 {
+		set, err := g.auth.caSet(ctx)
+		if err != nil {
+			return registry.Device{}, &authError{code: packets.ErrServerUnavailable, detail: "registry unavailable: " + err.Error()}
+		}
+		root, err := verifyChain(certs, set.auto, id, now)
+		if err != nil {
+			unknown.detail = "unknown device; client certificate not accepted for auto-registration: " + err.Error()
+			return registry.Device{}, unknown
+		}
+		ca := set.byRaw[string(root.Raw)]
+		dev, aerr := g.register(ctx, id, func(ctx context.Context) (registry.Device, error) {
+			return g.devices.RegisterFromCA(ctx, ca.ID, id)
+		})
+		if aerr != nil {
+			return registry.Device{}, aerr
+		}
+		g.log.Info("device registered zero-touch from CA", "device", id, "ca", ca.ID, "org", dev.Org)
+		return dev, nil
+	}
+	if !pk.Connect.PasswordFlag || len(pk.Connect.Password) == 0 {
+		return registry.Device{}, unknown
+	}
+	s, err := azure.ParseSAS(string(pk.Connect.Password))
+	if err != nil {
+		return registry.Device{}, deny(err.Error(), "unknown device with malformed SAS token", false)
+	}
+	if _, rid, err := azure.DeviceFromResource(s.Resource); err != nil || rid != id {
+		return registry.Device{}, unknown
+	}
+	groups, err := g.auth.enrollmentGroups(ctx)
+	if err != nil {
+		return registry.Device{}, &authError{code: packets.ErrServerUnavailable, detail: "registry unavailable: " + err.Error()}
+	}
+	for _, grp := range groups {
+		if grp.Disabled {
+			continue
+		}
+		for _, gk := range []string{grp.PrimaryKey, grp.SecondaryKey} {
+			if gk == "" {
+				continue
+			}
+			dk, err := azure.DeriveKey(gk, id)
+			if err != nil {
+				continue
+			}
+			switch err := azure.VerifySAS(s, "", dk, now); {
+			case errors.Is(err, azure.ErrExpired):
+				return registry.Device{}, deny("SAS token expired", "enrollment group "+grp.ID+": "+err.Error(), false)
+			case err != nil:
+				continue
+			}
+			dev, aerr := g.register(ctx, id, func(ctx context.Context) (registry.Device, error) {
+				return g.devices.RegisterFromGroup(ctx, grp.ID, id)
+			})
+			if aerr != nil {
+				return registry.Device{}, aerr
+			}
+			g.log.Info("device registered zero-touch from enrollment group", "device", id, "group", grp.ID, "org", dev.Org)
+			return dev, nil
+		}
+	}
+	return registry.Device{}, unknown
+}
+
+func (g *Gateway) register(ctx context.Context, id string, reg func(context.Context) (registry.Device, error)) (registry.Device, *authError) {
+	dev, err := reg(ctx)
+	if errors.Is(err, registry.ErrConflict) {
+		// Registered meanwhile by a concurrent connect of the same device.
+		dev, err = g.devices.LookupDevice(ctx, id)
+	} else if err == nil {
+		g.stats.registered.Add(1)
+	}
+	if err != nil {
+		g.log.Error("zero-touch registration failed", "device", id, "error", err)
+		return registry.Device{}, &authError{code: packets.ErrServerUnavailable, detail: "registration failed: " + err.Error()}
+	}
+	g.auth.remember(dev)
+	return dev, nil
+}
+
+// verifyChain verifies a presented chain against roots (validity dates
+// included) and that the leaf's CN is the device id; it returns the root.
+func verifyChain(certs []*x509.Certificate, roots *x509.CertPool, deviceID string, now time.Time) (*x509.Certificate, error) {
+	if roots == nil {
+		return nil, errors.New("no CA certificate is registered for this organization")
+	}
+	leaf := certs[0]
+	if leaf.Subject.CommonName != deviceID {
+		return nil, fmt.Errorf("certificate CN %q must equal the device id %q", clip(leaf.Subject.CommonName), clip(deviceID))
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	chains, err := leaf.Verify(x509.VerifyOptions{
+		Roots:         roots,
+		Intermediates: inter,
+		CurrentTime:   now,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	})
+	if err != nil {
+		return nil, err
+	}
+	c := chains[0]
+	return c[len(c)-1], nil
+}
+
+func thumbprint(c *x509.Certificate) string {
+	sum := sha256.Sum256(c.Raw)
+	return hex.EncodeToString(sum[:])
+}
+
+func peerCertificates(c net.Conn) []*x509.Certificate {
+	switch c := c.(type) {
+	case *tls.Conn:
+		return c.ConnectionState().PeerCertificates
+	case *wsConn:
+		return c.certs
+	}
+	return nil
+}

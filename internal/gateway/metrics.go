@@ -1,0 +1,116 @@
+package gateway
+
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Stats are the gateway's counters since New.
+type Stats struct {
+	Connections     int64  // devices connected now
+	Connects        uint64 // connections accepted
+	AuthFailures    uint64 // connections refused (bad credentials, unknown or disabled device)
+	Registered      uint64 // devices registered zero-touch (enrollment group or CA)
+	MessagesIn      uint64 // telemetry publishes received
+	Stored          uint64 // telemetry messages durable in the bus
+	Malformed       uint64 // telemetry not stored: not a usable JSON object
+	Oversize        uint64 // telemetry not stored: payload over MaxPayload
+	Denied          uint64 // publishes refused by the topic ACL
+	PublishFailures uint64 // telemetry not stored: the bus failed or timed out (not acknowledged)
+}
+
+type counters struct {
+	connections     atomic.Int64
+	connects        atomic.Uint64
+	authFailures    atomic.Uint64
+	registered      atomic.Uint64
+	messagesIn      atomic.Uint64
+	stored          atomic.Uint64
+	malformed       atomic.Uint64
+	oversize        atomic.Uint64
+	denied          atomic.Uint64
+	publishFailures atomic.Uint64
+}
+
+// Stats returns a snapshot of the counters.
+func (g *Gateway) Stats() Stats {
+	c := &g.stats
+	return Stats{
+		Connections:     c.connections.Load(),
+		Connects:        c.connects.Load(),
+		AuthFailures:    c.authFailures.Load(),
+		Registered:      c.registered.Load(),
+		MessagesIn:      c.messagesIn.Load(),
+		Stored:          c.stored.Load(),
+		Malformed:       c.malformed.Load(),
+		Oversize:        c.oversize.Load(),
+		Denied:          c.denied.Load(),
+		PublishFailures: c.publishFailures.Load(),
+	}
+}
+
+type metrics struct {
+	publishSeconds prometheus.Histogram
+}
+
+func newMetrics() *metrics {
+	return &metrics{
+		publishSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "shopfloor_gateway_publish_seconds",
+			Help:    "Time from receiving a telemetry message to it being durable in the bus (the PUBACK delay).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10},
+		}),
+	}
+}
+
+// RegisterMetrics registers the gateway's Prometheus metrics.
+func (g *Gateway) RegisterMetrics(reg prometheus.Registerer) error {
+	if err := reg.Register(g.metrics.publishSeconds); err != nil {
+		return err
+	}
+	return reg.Register(statsCollector{g: g, descs: statDescs()})
+}
+
+type statDesc struct {
+	desc    *prometheus.Desc
+	gauge   bool
+	collect func(Stats) float64
+}
+
+type statsCollector struct {
+	g     *Gateway
+	descs []statDesc
+}
+
+func statDescs() []statDesc {
+	return []statDesc{
+		{prometheus.NewDesc("shopfloor_gateway_connections", "Devices connected now.", nil, nil), true, func(s Stats) float64 { return float64(s.Connections) }},
+		{prometheus.NewDesc("shopfloor_gateway_connects_total", "Device connections accepted.", nil, nil), false, func(s Stats) float64 { return float64(s.Connects) }},
+		{prometheus.NewDesc("shopfloor_gateway_auth_failures_total", "Device connections refused.", nil, nil), false, func(s Stats) float64 { return float64(s.AuthFailures) }},
+		{prometheus.NewDesc("shopfloor_gateway_registrations_total", "Devices registered zero-touch.", nil, nil), false, func(s Stats) float64 { return float64(s.Registered) }},
+		{prometheus.NewDesc("shopfloor_gateway_messages_received_total", "Telemetry publishes received.", nil, nil), false, func(s Stats) float64 { return float64(s.MessagesIn) }},
+		{prometheus.NewDesc("shopfloor_gateway_messages_stored_total", "Telemetry messages durable in the bus.", nil, nil), false, func(s Stats) float64 { return float64(s.Stored) }},
+		{prometheus.NewDesc("shopfloor_gateway_messages_malformed_total", "Telemetry messages not stored because malformed.", nil, nil), false, func(s Stats) float64 { return float64(s.Malformed) }},
+		{prometheus.NewDesc("shopfloor_gateway_messages_oversize_total", "Telemetry messages refused for size.", nil, nil), false, func(s Stats) float64 { return float64(s.Oversize) }},
+		{prometheus.NewDesc("shopfloor_gateway_acl_denied_total", "Publishes refused by the topic ACL.", nil, nil), false, func(s Stats) float64 { return float64(s.Denied) }},
+		{prometheus.NewDesc("shopfloor_gateway_publish_failures_total", "Telemetry messages the bus did not store (not acknowledged).", nil, nil), false, func(s Stats) float64 { return float64(s.PublishFailures) }},
+	}
+}
+
+func (c statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d.desc
+	}
+}
+
+func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.g.Stats()
+	for _, d := range c.descs {
+		t := prometheus.CounterValue
+		if d.gauge {
+			t = prometheus.GaugeValue
+		}
+		ch <- prometheus.MustNewConstMetric(d.desc, t, d.collect(s))
+	}
+}
