@@ -12,7 +12,7 @@ import (
 )
 
 // ErrMalformed is returned for telemetry that cannot be stored.
-var ErrMalformed = errors.New("malformed telemetry")
+var ErrMalformed = errors.New("telemetry is not a valid JSON object")
 
 // MaxDepth is the deepest nesting of objects and arrays Flatten accepts.
 const MaxDepth = 32

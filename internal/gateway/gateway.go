@@ -84,7 +84,7 @@ func (c Config) withDefaults() Config {
 // satisfies it.
 type Devices interface {
 	LookupDevice(ctx context.Context, id string) (registry.Device, error)
-	RecordDeviceError(ctx context.Context, id, msg string, at time.Time) error
+	RecordDeviceErrors(ctx context.Context, id, msg string, n int, at time.Time) error
 	ListAllEnrollmentGroups(ctx context.Context) ([]registry.EnrollmentGroup, error)
 	RegisterFromGroup(ctx context.Context, groupID, deviceID string) (registry.Device, error)
 	ListAllCACerts(ctx context.Context) ([]registry.CACert, error)
@@ -160,7 +160,7 @@ func New(cfg Config, devices Devices, pub Publisher, logger *slog.Logger) (*Gate
 		log:     logger,
 		ctx:     ctx,
 		cancel:  cancel,
-		errs:    errorRecorder{last: map[string]time.Time{}},
+		errs:    errorRecorder{last: map[string]time.Time{}, pending: map[string]*pendingErrors{}},
 		metrics: newMetrics(),
 	}
 	g.auth = newAuthenticator(devices, cfg.DeviceCacheTTL, logger)
@@ -342,7 +342,7 @@ func (g *Gateway) DeviceStats(deviceID string) (DeviceCounters, bool) {
 // without reaching OnDisconnect (a failed CONNACK write).
 func (g *Gateway) sweep(now time.Time) {
 	g.auth.sweep(now)
-	g.errs.sweep(now)
+	g.flushErrors(now)
 	g.sessions.Range(func(k, v any) bool {
 		cl := k.(*mqtt.Client)
 		if cl.Closed() && cl.StopTime() > 0 && now.Unix()-cl.StopTime() > 60 {
@@ -361,41 +361,78 @@ func addrString(a net.Addr) string {
 	return a.String()
 }
 
-// errorRecorder rate-limits RecordDeviceError to one call per device per
-// second, so a device flooding bad messages cannot flood the registry.
+// errorRecorder writes a device's errors to the registry at most once per
+// second, so a device flooding bad messages cannot flood the registry;
+// errors in between are counted and written with the next write.
 type errorRecorder struct {
-	mu   sync.Mutex
-	last map[string]time.Time
+	mu      sync.Mutex
+	last    map[string]time.Time
+	pending map[string]*pendingErrors
 }
 
-func (r *errorRecorder) allow(id string, now time.Time) bool {
+type pendingErrors struct {
+	n   int
+	msg string
+	at  time.Time
+}
+
+// add counts an error; it returns what to write now (n > 0) or nothing.
+func (r *errorRecorder) add(id, msg string, now time.Time) (n int, last string, at time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	p := r.pending[id]
+	if p == nil {
+		p = &pendingErrors{}
+		r.pending[id] = p
+	}
+	p.n++
+	p.msg, p.at = msg, now
 	if now.Sub(r.last[id]) < time.Second {
-		return false
+		return 0, "", time.Time{}
 	}
 	r.last[id] = now
-	return true
+	delete(r.pending, id)
+	return p.n, p.msg, p.at
 }
 
-func (r *errorRecorder) sweep(now time.Time) {
+// due takes the held-back errors whose second has passed.
+func (r *errorRecorder) due(now time.Time) map[string]pendingErrors {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	out := map[string]pendingErrors{}
+	for id, p := range r.pending {
+		if now.Sub(r.last[id]) >= time.Second {
+			out[id] = *p
+			r.last[id] = now
+			delete(r.pending, id)
+		}
+	}
 	for id, t := range r.last {
-		if now.Sub(t) > time.Minute {
+		if now.Sub(t) > time.Minute && r.pending[id] == nil {
 			delete(r.last, id)
 		}
 	}
+	return out
 }
 
 // recordError stores a problem on the device record for its owner to see.
 func (g *Gateway) recordError(deviceID, msg string, now time.Time) {
-	if !g.errs.allow(deviceID, now) {
-		return
+	if n, last, at := g.errs.add(deviceID, msg, now); n > 0 {
+		g.writeErrors(deviceID, last, n, at)
 	}
+}
+
+// flushErrors writes errors held back by the once-a-second limit.
+func (g *Gateway) flushErrors(now time.Time) {
+	for id, p := range g.errs.due(now) {
+		g.writeErrors(id, p.msg, p.n, p.at)
+	}
+}
+
+func (g *Gateway) writeErrors(deviceID, msg string, n int, at time.Time) {
 	ctx, cancel := context.WithTimeout(g.ctx, 2*time.Second)
 	defer cancel()
-	if err := g.devices.RecordDeviceError(ctx, deviceID, msg, now); err != nil {
+	if err := g.devices.RecordDeviceErrors(ctx, deviceID, msg, n, at); err != nil {
 		g.log.Debug("could not record device error", "device", deviceID, "error", err)
 	}
 }

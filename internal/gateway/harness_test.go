@@ -83,7 +83,7 @@ func (f *fakeDevices) LookupDevice(_ context.Context, id string) (registry.Devic
 	return d, nil
 }
 
-func (f *fakeDevices) RecordDeviceError(_ context.Context, id, msg string, _ time.Time) error {
+func (f *fakeDevices) RecordDeviceErrors(_ context.Context, id, msg string, _ int, _ time.Time) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.errs[id] = append(f.errs[id], msg)

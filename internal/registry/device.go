@@ -229,8 +229,17 @@ func (s *Service) LookupDevice(ctx context.Context, id string) (Device, error) {
 // RecordDeviceError remembers the last error of a device (shown to the plant
 // engineer) and counts errors. A zero at means now.
 func (s *Service) RecordDeviceError(ctx context.Context, id, msg string, at time.Time) error {
+	return s.RecordDeviceErrors(ctx, id, msg, 1, at)
+}
+
+// RecordDeviceErrors records n errors at once, the last one being msg: the
+// gateway batches a device's flood of bad messages this way.
+func (s *Service) RecordDeviceErrors(ctx context.Context, id, msg string, n int, at time.Time) error {
+	if n < 1 {
+		return fmt.Errorf("error count %d must be at least 1: %w", n, ErrInvalid)
+	}
 	if at.IsZero() {
 		at = now()
 	}
-	return s.store.RecordDeviceError(ctx, id, truncate(msg, MaxErrorLen), at.UTC().Truncate(time.Microsecond))
+	return s.store.RecordDeviceErrors(ctx, id, truncate(msg, MaxErrorLen), n, at.UTC().Truncate(time.Microsecond))
 }

@@ -198,7 +198,7 @@ type Store interface {
 	UpdateDevice(ctx context.Context, org, id string, p DevicePatch, at time.Time) (Device, error)
 	SetDeviceKey(ctx context.Context, org, id string, slot KeySlot, key string, at time.Time) (Device, error)
 	DeleteDevice(ctx context.Context, org, id string) error
-	RecordDeviceError(ctx context.Context, id, msg string, at time.Time) error
+	RecordDeviceErrors(ctx context.Context, id, msg string, n int, at time.Time) error
 
 	CreateEnrollmentGroup(ctx context.Context, g EnrollmentGroup) error // ErrConflict: ids are hub-wide
 	GetEnrollmentGroup(ctx context.Context, org, id string) (EnrollmentGroup, error)

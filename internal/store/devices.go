@@ -259,10 +259,10 @@ func (s *SQL) DeleteDevice(ctx context.Context, org, id string) error {
 	return affected(res, deviceNotFound(org, id))
 }
 
-// RecordDeviceError implements registry.Store.
-func (s *SQL) RecordDeviceError(ctx context.Context, id, msg string, at time.Time) error {
-	res, err := s.db.ExecContext(ctx, "UPDATE devices SET last_error = $2, last_error_at = $3, error_count = error_count + 1 WHERE id = $1",
-		id, msg, micros(at))
+// RecordDeviceErrors implements registry.Store.
+func (s *SQL) RecordDeviceErrors(ctx context.Context, id, msg string, n int, at time.Time) error {
+	res, err := s.db.ExecContext(ctx, "UPDATE devices SET last_error = $2, last_error_at = $3, error_count = error_count + $4 WHERE id = $1",
+		id, msg, micros(at), n)
 	if err != nil {
 		return fmt.Errorf("record an error of device %q: %w", id, err)
 	}

@@ -359,8 +359,8 @@ func testDevices(t *testing.T, b Backend) {
 	equal(t, "primary key after secondary changed", got.PrimaryKey, d.PrimaryKey)
 	equal(t, "updated at", got.UpdatedAt, ts(14))
 
-	must(t, s.RecordDeviceError(ctx, "press-01", "bad SAS token", ts(20)))
-	must(t, s.RecordDeviceError(ctx, "press-01", "topic not allowed", ts(21)))
+	must(t, s.RecordDeviceErrors(ctx, "press-01", "bad SAS token", 1, ts(20)))
+	must(t, s.RecordDeviceErrors(ctx, "press-01", "topic not allowed", 1, ts(21)))
 	got, err = s.LookupDevice(ctx, "press-01")
 	must(t, err)
 	equal(t, "last error", got.LastError, "topic not allowed")
@@ -368,7 +368,7 @@ func testDevices(t *testing.T, b Backend) {
 	if got.LastErrorAt == nil || !got.LastErrorAt.Equal(ts(21)) {
 		t.Fatalf("last error at = %v, want %v", got.LastErrorAt, ts(21))
 	}
-	wantErr(t, s.RecordDeviceError(ctx, "nope", "x", ts(22)), registry.ErrNotFound, "error of a missing device")
+	wantErr(t, s.RecordDeviceErrors(ctx, "nope", "x", 1, ts(22)), registry.ErrNotFound, "error of a missing device")
 
 	n, err := s.CountDevices(ctx, "acme")
 	must(t, err)
