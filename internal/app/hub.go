@@ -212,7 +212,7 @@ func (h *Hub) Run(ctx context.Context) error {
 }
 
 func (h *Hub) waitGateway(ctx context.Context) error {
-	for h.cfg.MQTT != "" && h.Gateway.Addr() == nil {
+	for !h.Gateway.Serving() {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -26,6 +26,7 @@ func NewCommand(logger *slog.Logger) *cobra.Command {
 		out      string
 		useTLS   bool
 		insecure bool
+		idle     IdleOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -45,9 +46,19 @@ second in total) for --duration, and reports:
 
 For the shopfloor target it provisions devices bench-0001… on the hub (site
 "bench") and connects with their SAS tokens; for a plain broker it connects
-without credentials. It stops by itself after --duration plus at most --drain.`,
+without credentials. It stops by itself after --duration plus at most --drain.
+
+With --idle N it measures idle connections instead: it provisions N devices
+bench-idle-00001… on the hub (CSV import, then their keys), connects them all
+with SAS tokens (--connect-concurrency attempts in flight), holds them for
+--hold while pinging each every half --keepalive, and reports the connected
+count, the connect rate, failures with their causes, and the hub's memory
+(process_resident_memory_bytes, go_memstats_heap_inuse_bytes from its
+/metrics) before connecting, after connecting and at the end of the hold, per
+connection too. It raises its own open-file limit to the hard limit.`,
 		Example: `  shopfloor bench --target mqtt --mqtt 127.0.0.1:18830 --connections 200 --qos 1 --duration 20s
-  shopfloor bench --target shopfloor --url http://127.0.0.1:8080 --token sft_... --mqtt 127.0.0.1:1883`,
+  shopfloor bench --target shopfloor --url http://127.0.0.1:8080 --token sft_... --mqtt 127.0.0.1:1883
+  shopfloor bench --idle 10000 --hold 30s --url http://127.0.0.1:8080 --token sft_... --mqtt 127.0.0.1:1883`,
 		Args:         cobra.NoArgs,
 		SilenceUsage: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -75,6 +86,31 @@ without credentials. It stops by itself after --duration plus at most --drain.`,
 			}
 			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if cmd.Flags().Changed("idle") {
+				if o.Target != TargetShopfloor {
+					return fmt.Errorf("--idle measures a hub's memory: use it with --target shopfloor: %w", ErrOptions)
+				}
+				idle.MQTTAddr, idle.TLS, idle.URL, idle.Token, idle.Logger = o.MQTTAddr, o.TLS, o.URL, o.Token, logger
+				idle.Progress = cmd.ErrOrStderr()
+				if cmd.Flags().Changed("prefix") {
+					idle.Prefix = o.Prefix
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "bench: %d idle connections to %s, held %s…\n", idle.Devices, o.MQTTAddr, idle.Hold)
+				res, err := RunIdle(ctx, idle)
+				if err != nil && res.Connected == 0 {
+					return err
+				}
+				if out == "json" {
+					enc := json.NewEncoder(cmd.OutOrStdout())
+					enc.SetIndent("", "  ")
+					if e := enc.Encode(res); e != nil {
+						return e
+					}
+				} else {
+					WriteIdleText(cmd.OutOrStdout(), res)
+				}
+				return err
+			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "bench: %s at %s, %d connections, QoS %d, %s…\n", o.Target, o.MQTTAddr, o.Connections, o.QoS, o.Duration)
 			res, err := Run(ctx, o)
 			if err != nil {
@@ -110,6 +146,10 @@ without credentials. It stops by itself after --duration plus at most --drain.`,
 	fl.StringVar(&out, "out", "text", "output format: text or json")
 	fl.BoolVar(&useTLS, "tls", false, "connect with TLS")
 	fl.BoolVar(&insecure, "insecure", false, "do not verify the server certificate (implies --tls)")
+	fl.IntVar(&idle.Devices, "idle", 0, "measure N idle connections and the hub's memory instead of throughput (shopfloor target)")
+	fl.DurationVar(&idle.Hold, "hold", 30*time.Second, "--idle: how long to hold the connections once all are connected")
+	fl.DurationVar(&idle.KeepAlive, "keepalive", 60*time.Second, "--idle: MQTT keepalive of the idle connections")
+	fl.IntVar(&idle.Concurrency, "connect-concurrency", 64, "--idle: connection attempts in flight")
 	return cmd
 }
 
@@ -166,6 +206,46 @@ func WriteText(w io.Writer, r Result) {
 		fmt.Fprintf(w, "first error  %s\n", r.FirstError)
 	}
 	fmt.Fprintf(w, "generator    %.2f CPU cores used by this load generator\n", r.GeneratorCPU)
+}
+
+// WriteIdleText prints an idle result for people.
+func WriteIdleText(w io.Writer, r IdleResult) {
+	fmt.Fprintf(w, "idle         %d of %d devices connected to the hub at %s, held %.0fs, keepalive %.0fs\n",
+		r.Connected, r.Devices, r.Addr, r.HoldSeconds, r.KeepAlive)
+	fmt.Fprintf(w, "provision    %d created, %d existed, in %.1fs (CSV import, then one GET per device for its key)\n",
+		r.Created, r.Existing, r.ProvisionSeconds)
+	fmt.Fprintf(w, "connect      %d in %.1fs: %.0f/s; CONNECT to CONNACK p50 %s  p99 %s  max %s\n",
+		r.Connected, r.ConnectSeconds, r.ConnectRate, ms(r.ConnectLatency.P50), ms(r.ConnectLatency.P99), ms(r.ConnectLatency.Max))
+	if r.GaveUp != "" {
+		fmt.Fprintf(w, "             %s\n", r.GaveUp)
+	}
+	fmt.Fprintf(w, "hold         %d answered the last ping at the end, %d dropped during the run\n", r.Alive, r.Dropped)
+	fmt.Fprintf(w, "hub          %-12s %10s %10s %10s %9s %9s\n", "phase", "RSS MB", "heap MB", "goroutines", "open fds", "devices")
+	for _, s := range r.Hub {
+		fmt.Fprintf(w, "             %-12s %10.1f %10.1f %10.0f %9.0f %9.0f\n", s.Phase, s.RSSBytes/1e6, s.HeapInuseBytes/1e6,
+			s.Goroutines, s.OpenFDs, s.GatewayConnections)
+	}
+	if end, ok := r.Sample(PhaseEnd); ok && r.Alive > 0 {
+		fmt.Fprintf(w, "per conn     %.1f KB RSS, %.1f KB heap in use (end of hold minus before connecting, over %d connections); "+
+			"total RSS %.1f KB per connection\n", r.RSSPerConnection/1e3, r.HeapPerConnection/1e3, r.Alive, end.RSSBytes/float64(r.Alive)/1e3)
+		if len(end.Missing) > 0 {
+			fmt.Fprintf(w, "             the hub does not export %s (shown as 0)\n", strings.Join(end.Missing, ", "))
+		}
+	}
+	var kinds []string
+	for k, v := range r.FailuresByKind {
+		kinds = append(kinds, fmt.Sprintf("%s %d", k, v))
+	}
+	slices.Sort(kinds)
+	fmt.Fprintf(w, "failures     %d %s\n", r.Failures, strings.Join(kinds, ", "))
+	if r.FirstFailure != "" {
+		fmt.Fprintf(w, "first        %s\n", r.FirstFailure)
+	}
+	for _, d := range r.Diagnosis {
+		fmt.Fprintf(w, "diagnosis    %s\n", d)
+	}
+	fmt.Fprintf(w, "generator    %.1f MB RSS, open-file limit %d\n", r.GeneratorRSSBytes/1e6, r.FileLimit)
+	fmt.Fprintf(w, "machine      %d CPUs, load average %s at the start, %s at the end\n", r.CPUs, r.LoadStart, r.LoadEnd)
 }
 
 func ms(v float64) string {

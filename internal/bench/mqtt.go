@@ -39,8 +39,16 @@ type conn struct {
 	buf []byte // read buffer, reused
 }
 
-// dial connects and completes the MQTT handshake.
+// dial connects and completes the MQTT handshake, with buffers sized for
+// publishing at full speed.
 func dial(ctx context.Context, addr string, tc *tls.Config, clientID, user, pass string, keepAlive time.Duration) (*conn, error) {
+	return dialSized(ctx, addr, tc, clientID, user, pass, keepAlive, 32<<10, 16<<10)
+}
+
+// dialSized is dial with the read and write buffer sizes given: idle
+// connections use tiny ones, so that ten thousand of them cost the
+// generator little memory next to the hub it measures.
+func dialSized(ctx context.Context, addr string, tc *tls.Config, clientID, user, pass string, keepAlive time.Duration, rbuf, wbuf int) (*conn, error) {
 	d := net.Dialer{Timeout: 10 * time.Second}
 	var nc net.Conn
 	var err error
@@ -52,7 +60,7 @@ func dial(ctx context.Context, addr string, tc *tls.Config, clientID, user, pass
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}
-	c := &conn{nc: nc, br: bufio.NewReaderSize(nc, 32<<10), bw: bufio.NewWriterSize(nc, 16<<10)}
+	c := &conn{nc: nc, br: bufio.NewReaderSize(nc, rbuf), bw: bufio.NewWriterSize(nc, wbuf)}
 	flags := byte(0x02) // clean session
 	body := appendString(nil, "MQTT")
 	body = append(body, 4) // protocol level 3.1.1
@@ -256,4 +264,23 @@ func (c *conn) close() {
 	_ = c.bw.Flush()
 	c.mu.Unlock()
 	c.nc.Close()
+}
+
+// ping sends PINGREQ and waits up to timeout for PINGRESP, skipping any
+// other packet. It is for connections without a reader goroutine.
+func (c *conn) ping(timeout time.Duration) error {
+	_ = c.nc.SetDeadline(time.Now().Add(timeout))
+	defer c.nc.SetDeadline(time.Time{})
+	if err := c.control(pktPingreq<<4, nil, true); err != nil {
+		return fmt.Errorf("send PINGREQ: %w", err)
+	}
+	for {
+		typ, _, _, err := c.read()
+		if err != nil {
+			return fmt.Errorf("wait for PINGRESP: %w", err)
+		}
+		if typ == pktPingresp {
+			return nil
+		}
+	}
 }

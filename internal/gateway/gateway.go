@@ -115,6 +115,7 @@ type Gateway struct {
 	sessions sync.Map // *mqtt.Client -> *session
 	auth     *authenticator
 	errs     errorRecorder
+	serving  atomic.Bool
 	stats    counters
 	metrics  *metrics
 
@@ -239,6 +240,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if err := g.server.Serve(); err != nil {
 		return fmt.Errorf("start MQTT broker: %w", err)
 	}
+	g.serving.Store(true)
 	g.log.Info("MQTT gateway serving", "mqtt", addrString(g.Addr()), "mqtts", addrString(g.TLSAddr()))
 	tick := time.NewTicker(g.cfg.DeviceCacheTTL)
 	defer tick.Stop()
@@ -253,6 +255,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// Serving reports whether the broker accepts connections on every listener.
+func (g *Gateway) Serving() bool { return g.serving.Load() }
 
 // Close disconnects all devices and releases the listeners. Messages whose
 // Publish is still running are not acknowledged.

@@ -129,6 +129,7 @@ type wsListener struct {
 	connectTimeout time.Duration
 	log            *slog.Logger
 	establish      atomic.Pointer[listeners.EstablishFn]
+	serving        chan struct{} // closed once the broker serves this listener
 	closed         atomic.Bool
 }
 
@@ -144,6 +145,7 @@ func newWSListener(id string, maxPacket int, connectTimeout time.Duration, log *
 			CheckOrigin: func(*http.Request) bool { return true },
 		},
 		readLimit:      int64(maxPacket) + 64,
+		serving:        make(chan struct{}),
 		connectTimeout: connectTimeout,
 		log:            log,
 	}
@@ -154,7 +156,10 @@ func (l *wsListener) ID() string              { return l.id }
 func (l *wsListener) Address() string         { return "http handler" }
 func (l *wsListener) Protocol() string        { return "ws" }
 
-func (l *wsListener) Serve(establish listeners.EstablishFn) { l.establish.Store(&establish) }
+func (l *wsListener) Serve(establish listeners.EstablishFn) {
+	l.establish.Store(&establish)
+	close(l.serving)
+}
 
 func (l *wsListener) Close(closeClients listeners.CloseFn) {
 	if l.closed.Swap(true) {
@@ -164,6 +169,14 @@ func (l *wsListener) Close(closeClients listeners.CloseFn) {
 }
 
 func (l *wsListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The HTTP server may be up before the broker: wait for it briefly
+	// rather than refusing a device that connects during start-up.
+	select {
+	case <-l.serving:
+	case <-r.Context().Done():
+		return
+	case <-time.After(l.connectTimeout):
+	}
 	est := l.establish.Load()
 	if est == nil || l.closed.Load() {
 		http.Error(w, "the MQTT gateway is not running", http.StatusServiceUnavailable)

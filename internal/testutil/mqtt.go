@@ -16,7 +16,7 @@ import (
 
 // DeviceOptions for ConnectDevice.
 type DeviceOptions struct {
-	TLS    bool   // connect to the MQTTS port, trusting the hub's CA
+	TLS    bool // connect to the MQTTS port, trusting the hub's CA
 	Expiry time.Duration
 	Key    string // override the SAS key
 }
