@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -50,6 +51,13 @@ set SHOPFLOOR_ADMIN_TOKEN to choose it yourself.`,
 			logger := NewLogger(cmd.ErrOrStderr(), cfg.LogLevel)
 			ctx, cancel := signalContext()
 			defer cancel()
+			if path, _ := cmd.Flags().GetString("cpu-profile"); path != "" {
+				stop, err := startCPUProfile(path)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			hub, err := NewHub(ctx, cfg, logger)
 			if err != nil {
 				return err
@@ -64,7 +72,20 @@ set SHOPFLOOR_ADMIN_TOKEN to choose it yourself.`,
 		},
 	}
 	config.Flags(cmd.Flags())
+	cmd.Flags().String("cpu-profile", "", "write a Go CPU profile to this file until the hub stops (for performance work)")
 	return cmd
+}
+
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("create CPU profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start CPU profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func orNone(s string) string {

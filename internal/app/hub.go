@@ -65,8 +65,8 @@ type Hub struct {
 }
 
 // NewHub opens every module; Run serves.
-func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (h *Hub, err error) {
-	h = &Hub{cfg: cfg, log: logger, metrics: prometheus.NewRegistry()}
+func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub, err error) {
+	h := &Hub{cfg: cfg, log: logger, metrics: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
 			h.Close()
