@@ -93,6 +93,7 @@ type Presence interface {
 type Deps struct {
 	Registry  Registry
 	Telemetry Telemetry
+	Events    Events
 	Presence  Presence
 	// Prometheus serves the Prometheus-compatible HTTP API. It is mounted at
 	// /prometheus/ behind token authentication with the prefix stripped, so

@@ -24,6 +24,7 @@ func (s *Server) registerRoutes() {
 	s.tenantRoutes()
 	s.deviceRoutes()
 	s.telemetryRoutes()
+	s.eventRoutes()
 }
 
 func (s *Server) health(w http.ResponseWriter, _ *http.Request) error {

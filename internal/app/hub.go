@@ -140,6 +140,7 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 	srv, err := api.New(api.Deps{
 		Registry:      h.Registry,
 		Telemetry:     telemetry{h.TSDB},
+		Events:        telemetry{h.TSDB},
 		Presence:      h.Gateway,
 		Prometheus:    prom,
 		MQTTWebSocket: h.Gateway.WebSocketHandler(),

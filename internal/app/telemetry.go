@@ -27,6 +27,18 @@ func (t telemetry) Range(ctx context.Context, org, device string, fields []strin
 	return out, nil
 }
 
+func (t telemetry) StringEvents(ctx context.Context, org, device, field string, from, to time.Time) ([]api.StringEvent, error) {
+	evs, err := t.db.StringEvents(ctx, org, device, field, from, to)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.StringEvent, len(evs))
+	for i, e := range evs {
+		out[i] = api.StringEvent{T: e.T, Value: e.Value}
+	}
+	return out, nil
+}
+
 func (t telemetry) Latest(ctx context.Context, org, device string) ([]api.LatestValue, error) {
 	ls, err := t.db.Latest(ctx, org, device)
 	if err != nil {

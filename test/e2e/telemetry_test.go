@@ -100,6 +100,29 @@ func TestTelemetryEndToEnd(t *testing.T) {
 		}
 	}
 
+	// Strings keep the latest value plus each change.
+	c := hub.MustConnect(t, d, testutil.DeviceOptions{})
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	for i, st := range []string{"IDLE", "IDLE", "SETUP", "SETUP", "RUNNING"} {
+		testutil.Publish(t, c, d.ID, map[string]any{"ts": t0.Add(time.Duration(i) * time.Second).UnixMilli(), "state": st})
+	}
+	var ev struct {
+		Events []struct {
+			T     int64  `json:"t"`
+			Value string `json:"value"`
+		} `json:"events"`
+	}
+	testutil.Eventually(t, 10*time.Second, "state changes", func() bool {
+		a.MustDo(t, 200, "GET", "/api/v1/devices/cnc-01/events?field=state&from="+fmt.Sprint(t0.Add(-time.Second).UnixMilli()), nil, &ev)
+		return len(ev.Events) == 3
+	})
+	if ev.Events[0].Value != "IDLE" || ev.Events[1].Value != "SETUP" || ev.Events[2].Value != "RUNNING" || ev.Events[1].T != t0.Add(2*time.Second).UnixMilli() {
+		t.Fatalf("state changes: %+v", ev.Events)
+	}
+	if st := a.Do(t, "GET", "/api/v1/devices/cnc-01/events", nil, nil); st != 400 {
+		t.Fatalf("events without a field: %d, want 400", st)
+	}
+
 	lv := latest(t, a, d.ID)
 	if lv["running"] != 1.0 || lv["state"] != "RUNNING" || lv["spindle.load-%"] != 40.5 {
 		t.Fatalf("latest values: %v", lv)
