@@ -17,6 +17,7 @@ import (
 // DeviceOptions for ConnectDevice.
 type DeviceOptions struct {
 	TLS    bool // connect to the MQTTS port, trusting the hub's CA
+	WS     bool // connect over WebSocket at /mqtt on the HTTP port
 	Expiry time.Duration
 	Key    string // override the SAS key
 }
@@ -52,6 +53,8 @@ func (h *Hub) ConnectDevice(t testing.TB, d Device, o DeviceOptions) (mqtt.Clien
 		pool := x509.NewCertPool()
 		pool.AppendCertsFromPEM(pem)
 		opts.AddBroker("ssl://" + h.MQTTSAddr()).SetTLSConfig(&tls.Config{RootCAs: pool, ServerName: "localhost"})
+	} else if o.WS {
+		opts.AddBroker("ws://" + h.HTTPAddr() + "/mqtt")
 	} else {
 		opts.AddBroker("tcp://" + h.MQTTAddr())
 	}

@@ -67,8 +67,12 @@ func TestTelemetryEndToEnd(t *testing.T) {
 	d := a.CreateDevice(t, "cnc-01", map[string]any{"site": "plant-1", "template": "cnc", "tags": map[string]string{"line": "A"}})
 
 	var lastBase time.Time
-	for round, tlsOn := range []bool{false, true} {
-		c := hub.MustConnect(t, d, testutil.DeviceOptions{TLS: tlsOn})
+	for round, o := range []testutil.DeviceOptions{{}, {TLS: true}, {WS: true}} {
+		transport := map[bool]string{true: "tls", false: "tcp"}[o.TLS]
+		if o.WS {
+			transport = "websocket"
+		}
+		c := hub.MustConnect(t, d, o)
 		// Each round in its own ten minutes, so ranges don't overlap.
 		base := time.Now().Add(-time.Duration(round+1) * 10 * time.Minute).Truncate(time.Millisecond)
 		lastBase = base
@@ -88,7 +92,7 @@ func TestTelemetryEndToEnd(t *testing.T) {
 		for i := 0; i < 10; i++ {
 			ts := base.Add(time.Duration(i) * time.Second).UnixMilli()
 			if v := pts[ts]; len(v) != 1 || v[0] != float64(1000+i) {
-				t.Fatalf("tls=%v: point at %d = %v, want [%d]; all points: %v", tlsOn, ts, v, 1000+i, pts)
+				t.Fatalf("%s: point at %d = %v, want [%d]; all points: %v", transport, ts, v, 1000+i, pts)
 			}
 		}
 		// Aggregation over the range.
