@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
 	--budget-mb) BUDGET=$2; shift 2 ;;
 	--bin) BIN=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
-	-h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "idle.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
 	esac
 done

@@ -220,14 +220,16 @@ func WriteIdleText(w io.Writer, r IdleResult) {
 		fmt.Fprintf(w, "             %s\n", r.GaveUp)
 	}
 	fmt.Fprintf(w, "hold         %d answered the last ping at the end, %d dropped during the run\n", r.Alive, r.Dropped)
-	fmt.Fprintf(w, "hub          %-12s %10s %10s %10s %9s %9s\n", "phase", "RSS MB", "heap MB", "goroutines", "open fds", "devices")
+	fmt.Fprintf(w, "hub          %-12s %8s %8s %9s %9s %8s %11s %9s %8s\n", "phase", "RSS MB", "heap MB", "stacks MB",
+		"idle heap", "Go sys", "goroutines", "open fds", "devices")
 	for _, s := range r.Hub {
-		fmt.Fprintf(w, "             %-12s %10.1f %10.1f %10.0f %9.0f %9.0f\n", s.Phase, s.RSSBytes/1e6, s.HeapInuseBytes/1e6,
-			s.Goroutines, s.OpenFDs, s.GatewayConnections)
+		fmt.Fprintf(w, "             %-12s %8.1f %8.1f %9.1f %9.1f %8.1f %11.0f %9.0f %8.0f\n", s.Phase, s.RSSBytes/1e6, s.HeapInuseBytes/1e6,
+			s.StackInuseBytes/1e6, (s.HeapIdleBytes-s.HeapReleasedBytes)/1e6, s.SysBytes/1e6, s.Goroutines, s.OpenFDs, s.GatewayConnections)
 	}
+	fmt.Fprintf(w, "             (idle heap: free heap not yet returned to the OS, part of RSS; Go sys: all the runtime obtained)\n")
 	if end, ok := r.Sample(PhaseEnd); ok && r.Alive > 0 {
-		fmt.Fprintf(w, "per conn     %.1f KB RSS, %.1f KB heap in use (end of hold minus before connecting, over %d connections); "+
-			"total RSS %.1f KB per connection\n", r.RSSPerConnection/1e3, r.HeapPerConnection/1e3, r.Alive, end.RSSBytes/float64(r.Alive)/1e3)
+		fmt.Fprintf(w, "per conn     %.1f KB RSS, %.1f KB heap in use, %.1f KB goroutine stacks (end of hold minus before connecting, over %d connections); "+
+			"total RSS %.1f KB per connection\n", r.RSSPerConnection/1e3, r.HeapPerConnection/1e3, r.StackPerConnection/1e3, r.Alive, end.RSSBytes/float64(r.Alive)/1e3)
 		if len(end.Missing) > 0 {
 			fmt.Fprintf(w, "             the hub does not export %s (shown as 0)\n", strings.Join(end.Missing, ", "))
 		}

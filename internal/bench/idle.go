@@ -41,15 +41,21 @@ type IdleOptions struct {
 
 // HubSample is the hub's process figures from its /metrics at one moment.
 type HubSample struct {
-	Phase              string   `json:"phase"`
-	Seconds            float64  `json:"seconds"` // since the run started
-	RSSBytes           float64  `json:"rss_bytes"`
-	HeapInuseBytes     float64  `json:"heap_inuse_bytes"`
-	Goroutines         float64  `json:"goroutines"`
-	OpenFDs            float64  `json:"open_fds"`
-	MaxFDs             float64  `json:"max_fds"`
-	GatewayConnections float64  `json:"gateway_connections"`
-	Missing            []string `json:"missing,omitempty"` // metrics the hub did not export (their fields are 0)
+	Phase              string  `json:"phase"`
+	Seconds            float64 `json:"seconds"` // since the run started
+	RSSBytes           float64 `json:"rss_bytes"`
+	HeapInuseBytes     float64 `json:"heap_inuse_bytes"`
+	Goroutines         float64 `json:"goroutines"`
+	OpenFDs            float64 `json:"open_fds"`
+	MaxFDs             float64 `json:"max_fds"`
+	GatewayConnections float64 `json:"gateway_connections"`
+	// Where the Go runtime's memory is: goroutine stacks, and heap
+	// memory that is free but not yet returned to the OS (it counts in RSS).
+	StackInuseBytes   float64  `json:"stack_inuse_bytes"`
+	HeapIdleBytes     float64  `json:"heap_idle_bytes"`
+	HeapReleasedBytes float64  `json:"heap_released_bytes"`
+	SysBytes          float64  `json:"go_sys_bytes"`      // everything the Go runtime obtained from the OS
+	Missing           []string `json:"missing,omitempty"` // metrics the hub did not export (their fields are 0)
 }
 
 // IdleResult is what an idle run measured.
@@ -78,8 +84,9 @@ type IdleResult struct {
 	Hub []HubSample `json:"hub"` // before, provisioned, connected, end of hold
 	// Per connection, from before connecting to the end of the hold,
 	// divided by the connections alive at the end.
-	RSSPerConnection  float64 `json:"rss_per_connection_bytes"`
-	HeapPerConnection float64 `json:"heap_per_connection_bytes"`
+	RSSPerConnection   float64 `json:"rss_per_connection_bytes"`
+	HeapPerConnection  float64 `json:"heap_per_connection_bytes"`
+	StackPerConnection float64 `json:"stack_per_connection_bytes"`
 
 	Failures       uint64            `json:"failures"`
 	FailuresByKind map[string]uint64 `json:"failures_by_kind,omitempty"`
@@ -327,6 +334,7 @@ func RunIdle(ctx context.Context, o IdleOptions) (IdleResult, error) {
 	if res.Alive > 0 && err == nil {
 		res.RSSPerConnection = (end.RSSBytes - base.RSSBytes) / float64(res.Alive)
 		res.HeapPerConnection = (end.HeapInuseBytes - base.HeapInuseBytes) / float64(res.Alive)
+		res.StackPerConnection = (end.StackInuseBytes - base.StackInuseBytes) / float64(res.Alive)
 	}
 	res.LoadEnd = loadAverage()
 
@@ -635,7 +643,8 @@ func (r *idleRun) sample(ctx context.Context, phase string) (HubSample, error) {
 	}
 	s := HubSample{Phase: phase, Seconds: time.Since(r.start).Seconds(),
 		RSSBytes: m[metricRSS], HeapInuseBytes: m[metricHeap], Goroutines: m[metricGoroutines],
-		OpenFDs: m[metricOpenFDs], MaxFDs: m[metricMaxFDs], GatewayConnections: m[metricGateway]}
+		OpenFDs: m[metricOpenFDs], MaxFDs: m[metricMaxFDs], GatewayConnections: m[metricGateway],
+		StackInuseBytes: m[metricStack], HeapIdleBytes: m[metricHeapIdle], HeapReleasedBytes: m[metricReleased], SysBytes: m[metricSys]}
 	for _, n := range hubMetricNames {
 		if _, ok := m[n]; !ok {
 			s.Missing = append(s.Missing, n)

@@ -21,9 +21,14 @@ const (
 	metricOpenFDs    = "process_open_fds"
 	metricMaxFDs     = "process_max_fds"
 	metricGateway    = "shopfloor_gateway_connections"
+	metricStack      = "go_memstats_stack_inuse_bytes"
+	metricHeapIdle   = "go_memstats_heap_idle_bytes"
+	metricReleased   = "go_memstats_heap_released_bytes"
+	metricSys        = "go_memstats_sys_bytes"
 )
 
-var hubMetricNames = []string{metricRSS, metricHeap, metricGoroutines, metricOpenFDs, metricMaxFDs, metricGateway}
+var hubMetricNames = []string{metricRSS, metricHeap, metricGoroutines, metricOpenFDs, metricMaxFDs, metricGateway,
+	metricStack, metricHeapIdle, metricReleased, metricSys}
 
 // parseMetrics reads the Prometheus text format and returns the values of
 // the wanted metrics that have no labels (process and runtime gauges).
