@@ -165,6 +165,74 @@ func TestEmbeddedDurableResume(t *testing.T) {
 	}
 }
 
+func TestFromNowSkipsHistoryOnlyOnFirstStart(t *testing.T) {
+	dir := t.TempDir()
+	b, err := New(context.Background(), Config{Dir: dir}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishAll(t, b, 0, 100) // history a new consumer must not see
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	seen := make(chan int64, 1000)
+	started := make(chan struct{})
+	go func() {
+		_ = b.Consume(ctx, "rules", ConsumeOptions{FromNow: true}, func(_ context.Context, batch []*Telemetry) error {
+			for _, m := range batch {
+				seen <- m.TS
+			}
+			return nil
+		})
+		close(started)
+	}()
+	// The consumer exists once Consume has created it; poll for it.
+	for {
+		if _, err := b.js.Consumer(ctx, b.StreamName(), "SHOPFLOOR_rules"); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	publishAll(t, b, 1000, 10)
+	for i := 0; i < 10; i++ {
+		select {
+		case ts := <-seen:
+			if ts < 1_700_000_000_000+1000 {
+				t.Fatalf("a new FromNow consumer replayed history: ts %d", ts)
+			}
+		case <-ctx.Done():
+			t.Fatalf("only %d of 10 new messages arrived", i)
+		}
+	}
+	cancel()
+	<-started
+	b.Close()
+	// After a restart an existing FromNow consumer resumes: messages
+	// published while it was down are delivered.
+	b, err = New(context.Background(), Config{Dir: dir}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	publishAll(t, b, 2000, 5)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel2()
+	got := map[int64]bool{}
+	_ = b.Consume(ctx2, "rules", ConsumeOptions{FromNow: true}, func(_ context.Context, batch []*Telemetry) error {
+		for _, m := range batch {
+			if m.TS >= 1_700_000_000_000+2000 {
+				got[m.TS] = true
+			}
+		}
+		if len(got) == 5 {
+			cancel2()
+		}
+		return nil
+	})
+	if len(got) != 5 {
+		t.Fatalf("resumed consumer saw %d of the 5 messages published while it was down", len(got))
+	}
+}
+
 func TestHandlerErrorRetriesSameBatch(t *testing.T) {
 	b, err := New(context.Background(), Config{Dir: t.TempDir()}, quiet())
 	if err != nil {

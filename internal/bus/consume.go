@@ -20,6 +20,11 @@ type Handler func(ctx context.Context, batch []*Telemetry) error
 type ConsumeOptions struct {
 	// MaxBatch bounds how many telemetry records one handler call gets.
 	MaxBatch int
+	// FromNow makes a consumer that does not exist yet start with messages
+	// published after it was created, instead of the whole stream: a new
+	// rule or export should not replay a week of history. A consumer that
+	// exists resumes where it stopped either way.
+	FromNow bool
 }
 
 // Consume runs a durable consumer named name until ctx ends. A restart with
@@ -29,13 +34,20 @@ func (b *Bus) Consume(ctx context.Context, name string, opts ConsumeOptions, h H
 		opts.MaxBatch = 4096
 	}
 	durable := b.cfg.Prefix + "_" + name
-	cons, err := b.js.CreateOrUpdateConsumer(ctx, b.StreamName(), jetstream.ConsumerConfig{
-		Durable:       durable,
-		AckPolicy:     jetstream.AckAllPolicy,
-		AckWait:       60 * time.Second,
-		MaxAckPending: 4096,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
+	cons, err := b.js.Consumer(ctx, b.StreamName(), durable)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		policy := jetstream.DeliverAllPolicy
+		if opts.FromNow {
+			policy = jetstream.DeliverNewPolicy
+		}
+		cons, err = b.js.CreateOrUpdateConsumer(ctx, b.StreamName(), jetstream.ConsumerConfig{
+			Durable:       durable,
+			AckPolicy:     jetstream.AckAllPolicy,
+			AckWait:       60 * time.Second,
+			MaxAckPending: 4096,
+			DeliverPolicy: policy,
+		})
+	}
 	if err != nil {
 		return fmt.Errorf("create consumer %s: %w", durable, err)
 	}
@@ -44,12 +56,25 @@ func (b *Bus) Consume(ctx context.Context, name string, opts ConsumeOptions, h H
 		select {
 		case msgs <- m:
 		case <-ctx.Done():
+			_ = m.Nak() // hand it back now rather than after AckWait
 		}
 	}, jetstream.PullMaxMessages(512))
 	if err != nil {
 		return fmt.Errorf("start consumer %s: %w", durable, err)
 	}
-	defer cc.Stop()
+	defer func() {
+		cc.Stop()
+		// Messages pulled but not handled go back to the stream at once, so
+		// a restart does not wait AckWait for them.
+		for {
+			select {
+			case m := <-msgs:
+				_ = m.Nak()
+			default:
+				return
+			}
+		}
+	}()
 
 	var batch []*Telemetry
 	for {

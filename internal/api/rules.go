@@ -1,0 +1,487 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/shopfloor/shopfloor/internal/registry"
+)
+
+// Rule routes: alert rule definitions, enable/disable and dry runs over
+// stored history. The hub adapts internal/rules to the Rules interface; the
+// JSON shapes here are those of rules.Rule.
+
+// Rules is the rule service the API calls. Errors wrap the registry
+// sentinels (ErrInvalid, ErrNotFound, ErrConflict) so they map to 400, 404
+// and 409 with the service's message.
+type Rules interface {
+	CreateRule(ctx context.Context, org string, r RuleSpec) (Rule, error)
+	GetRule(ctx context.Context, org, id string) (Rule, error)
+	ListRules(ctx context.Context, org string, limit int, after string) (RuleList, error)
+	UpdateRule(ctx context.Context, org, id string, r RuleSpec) (Rule, error)
+	DeleteRule(ctx context.Context, org, id string) error
+	SetRuleDisabled(ctx context.Context, org, id string, disabled bool) (Rule, error)
+	// DryRun replays stored history between from and to through r.
+	DryRun(ctx context.Context, org string, r RuleSpec, from, to time.Time) (DryRunResult, error)
+}
+
+// RuleAction is one action of a rule: a signed webhook, a device action
+// or a bus publication.
+type RuleAction struct {
+	Type    string            `json:"type"`
+	On      []string          `json:"on,omitempty"`
+	URL     string            `json:"url,omitempty"`
+	Secret  string            `json:"secret,omitempty"`
+	Timeout string            `json:"timeout,omitempty"`
+	Headers map[string]string `json:"headers,omitempty"`
+	Device  string            `json:"device,omitempty"`
+	Op      string            `json:"op,omitempty"`
+	Method  string            `json:"method,omitempty"`
+	Payload json.RawMessage   `json:"payload,omitempty"`
+	Subject string            `json:"subject,omitempty"`
+}
+
+// RuleScope narrows the devices a rule watches.
+type RuleScope struct {
+	Site     string            `json:"site,omitempty"`
+	Template string            `json:"template,omitempty"`
+	Tags     map[string]string `json:"tags,omitempty"`
+	Device   string            `json:"device,omitempty"`
+}
+
+// RuleSpec is what a client writes: the body of POST and PUT /rules.
+type RuleSpec struct {
+	Name          string       `json:"name"`
+	Description   string       `json:"description,omitempty"`
+	Condition     string       `json:"condition"`
+	Severity      string       `json:"severity,omitempty"`
+	Scope         RuleScope    `json:"scope"`
+	For           string       `json:"for,omitempty"`
+	ClearAfter    int          `json:"clearAfter,omitempty"`
+	ClearFor      string       `json:"clearFor,omitempty"`
+	ManualResolve bool         `json:"manualResolve,omitempty"`
+	Actions       []RuleAction `json:"actions,omitempty"`
+	Disabled      bool         `json:"disabled"`
+}
+
+// Rule is a stored rule.
+type Rule struct {
+	ID  string `json:"id"`
+	Org string `json:"org"`
+	RuleSpec
+	Version   int64     `json:"version"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// RuleList is a page of rules.
+type RuleList struct {
+	Items []Rule `json:"items"`
+	Next  string `json:"next,omitempty"`
+}
+
+// DryRunResult says how often a rule would have fired.
+type DryRunResult struct {
+	From        time.Time      `json:"from"`
+	To          time.Time      `json:"to"`
+	Devices     int            `json:"devices"`
+	Evaluations int64          `json:"evaluations"`
+	Firings     int            `json:"firings"`
+	Clears      int            `json:"clears"`
+	Times       []time.Time    `json:"times"`
+	PerDevice   map[string]int `json:"perDevice,omitempty"`
+	Truncated   bool           `json:"truncated,omitempty"`
+}
+
+type dryRunRequest struct {
+	Rule *RuleSpec `json:"rule,omitempty"`
+	From string    `json:"from,omitempty"`
+	To   string    `json:"to,omitempty"`
+}
+
+// redacted replaces secrets in API output; sent back unchanged in an update
+// it keeps the stored secret.
+const redacted = "*****"
+
+var exampleRuleSpec = RuleSpec{
+	Name: "press overheating", Description: "hydraulic oil too hot for two minutes",
+	Condition: "temperature > 80 && avg(temperature, 5m) > 75", Severity: "major",
+	Scope: RuleScope{Site: "plant-north", Template: "press"}, For: "2m",
+	Actions: []RuleAction{{Type: "webhook", URL: "https://hooks.example.com/shopfloor", Secret: "s3cr3t-key"}},
+}
+
+func exampleRule() Rule {
+	spec := exampleRuleSpec
+	spec.Actions = []RuleAction{{Type: "webhook", URL: "https://hooks.example.com/shopfloor", Secret: redacted}}
+	return Rule{ID: "r-01hq3k8v2m", Org: "acme", RuleSpec: spec, Version: 1, CreatedAt: exampleTime, UpdatedAt: exampleTime}
+}
+
+func ruleSchemas() (spec, rule, action schema) {
+	action = object("an action run when an alert of the rule changes", []string{"type"}, schema{
+		"type":    strEnum("webhook: signed HTTP POST; device: method, desired patch or C2D; bus: NATS publication", "webhook", "device", "bus"),
+		"on":      arrayOf(strEnum("", "opened", "acknowledged", "resolved")),
+		"url":     str("webhook: http(s) address"),
+		"secret":  str("webhook: HMAC-SHA256 key for X-Shopfloor-Signature (sha256=<hex>); shown as ***** in responses"),
+		"timeout": str("per attempt, e.g. 10s"),
+		"headers": schema{"type": "object", "additionalProperties": schema{"type": "string"}, "description": "extra headers; values shown as ***** in responses"},
+		"device":  str("device action: target device (default the alert's)"),
+		"op":      strEnum("device action", "method", "desired", "c2d"),
+		"method":  str("device action: direct method name"),
+		"payload": schema{"description": "device action: JSON payload"},
+		"subject": str("bus action: NATS subject; may hold {org}, {device}, {rule}, {severity}, {event}"),
+	})
+	props := schema{
+		"name":        schema{"type": "string", "minLength": 1, "maxLength": 200},
+		"description": str(""),
+		"condition":   str("expression over the message's fields, e.g. temperature > 80 && avg(temperature, 5m) > 75"),
+		"severity":    strEnum("default warning", "critical", "major", "minor", "warning", "info"),
+		"scope": object("devices the rule watches; empty fields do not narrow", nil, schema{
+			"site": str(""), "template": str(""), "tags": tags(), "device": str(""),
+		}),
+		"for":           str("how long the condition must hold before firing, e.g. 2m"),
+		"clearAfter":    integer("consecutive false evaluations before the alert clears (default 1)", 0),
+		"clearFor":      str("how long the condition must be false before the alert clears"),
+		"manualResolve": boolean("leave alerts open when the condition clears"),
+		"actions":       arrayOf(action),
+		"disabled":      boolean(""),
+	}
+	spec = object("a rule definition", []string{"name", "condition"}, props)
+	rprops := schema{"id": str(""), "org": str(""), "version": integer("goes up with every change", 0),
+		"createdAt": dateTime(""), "updatedAt": dateTime("")}
+	for k, v := range props {
+		rprops[k] = v
+	}
+	rule = object("an alert rule", []string{"id", "org", "name", "condition", "severity", "scope", "disabled", "version", "createdAt", "updatedAt"}, rprops)
+	return spec, rule, action
+}
+
+func (s *Server) ruleRoutes() {
+	specSchema, ruleSchema, _ := ruleSchemas()
+	idOnly := map[string]string{"id": "rule id"}
+	ex := exampleRule()
+	ruleBody := &content{Schema: ruleSchema, Example: ex}
+	dis := ex
+	dis.Disabled = true
+	dryRes := DryRunResult{From: exampleTime.Add(-7 * 24 * time.Hour), To: exampleTime, Devices: 12, Evaluations: 120960,
+		Firings: 3, Clears: 3, Times: []time.Time{exampleTime.Add(-50 * time.Hour)}, PerDevice: map[string]int{"press-7": 3}}
+	drySchema := object("how often the rule would have fired", []string{"from", "to", "devices", "evaluations", "firings", "clears", "times"}, schema{
+		"from": dateTime(""), "to": dateTime(""), "devices": integer("devices replayed", 0),
+		"evaluations": integer("", 0), "firings": integer("", 0), "clears": integer("", 0),
+		"times":     arrayOf(dateTime("firing times")),
+		"perDevice": schema{"type": "object", "additionalProperties": schema{"type": "integer"}},
+		"truncated": boolean("times was cut"),
+	})
+	dryReq := schema{"type": "object", "additionalProperties": false, "properties": schema{
+		"rule": specSchema,
+		"from": str("RFC 3339 or unix milliseconds; default 7 days before to"),
+		"to":   str("RFC 3339 or unix milliseconds; default now"),
+	}}
+
+	s.add(&route{Method: "POST", Pattern: "/api/v1/rules", ID: "createRule", Tag: "rules", Role: registry.RoleOperator,
+		Summary:   "Create an alert rule; a condition that does not compile is refused with its line and column",
+		Request:   &content{Schema: specSchema, Example: exampleRuleSpec},
+		Responses: []response{{Status: 201, Description: "created", Body: ruleBody}},
+		Errors:    []int{409, 503}, handle: s.createRule})
+	s.add(&route{Method: "GET", Pattern: "/api/v1/rules", ID: "listRules", Tag: "rules", Role: registry.RoleViewer,
+		Summary: "List the organization's rules, oldest first",
+		Query: []param{
+			{Name: "limit", Description: "page size, 1 to 1000 (default 100)", Schema: schema{"type": "integer", "minimum": 1, "maximum": 1000}},
+			{Name: "after", Description: "the next value of the previous page", Schema: schema{"type": "string"}},
+		},
+		Responses: []response{{Status: 200, Description: "a page of rules", Body: &content{
+			Schema: object("", []string{"items"}, schema{"items": arrayOf(ruleSchema), "next": str("")}), Example: RuleList{Items: []Rule{ex}}}}},
+		Errors: []int{503}, handle: s.listRules})
+	s.add(&route{Method: "GET", Pattern: "/api/v1/rules/{id}", ID: "getRule", Tag: "rules", Role: registry.RoleViewer,
+		Summary: "Get a rule (action secrets redacted)", PathParams: idOnly,
+		Responses: []response{{Status: 200, Description: "the rule", Body: ruleBody}}, Errors: []int{503}, handle: s.getRule})
+	s.add(&route{Method: "PUT", Pattern: "/api/v1/rules/{id}", ID: "replaceRule", Tag: "rules", Role: registry.RoleOperator,
+		Summary: "Replace a rule's definition; a secret sent back as ***** keeps the stored one", PathParams: idOnly,
+		Request:   &content{Schema: specSchema, Example: exampleRuleSpec},
+		Responses: []response{{Status: 200, Description: "the updated rule", Body: ruleBody}}, Errors: []int{409, 503}, handle: s.putRule})
+	s.add(&route{Method: "PATCH", Pattern: "/api/v1/rules/{id}", ID: "updateRule", Tag: "rules", Role: registry.RoleOperator,
+		Summary: "Change some fields of a rule; the fields sent replace the stored ones", PathParams: idOnly,
+		Request: &content{Schema: schema{"type": "object", "description": "any fields of a rule definition", "properties": specSchema["properties"], "additionalProperties": false},
+			Example: map[string]any{"condition": "temperature > 85", "severity": "critical"}},
+		Responses: []response{{Status: 200, Description: "the updated rule", Body: ruleBody}}, Errors: []int{409, 503}, handle: s.patchRule})
+	s.add(&route{Method: "DELETE", Pattern: "/api/v1/rules/{id}", ID: "deleteRule", Tag: "rules", Role: registry.RoleOperator,
+		Summary: "Delete a rule; its open alerts stay as they are", PathParams: idOnly,
+		Responses: []response{{Status: 204, Description: "deleted"}}, Errors: []int{503}, handle: s.deleteRule})
+	s.add(&route{Method: "POST", Pattern: "/api/v1/rules/{id}/enable", ID: "enableRule", Tag: "rules", Role: registry.RoleOperator,
+		Summary: "Switch a rule on", PathParams: idOnly,
+		Responses: []response{{Status: 200, Description: "the rule", Body: ruleBody}}, Errors: []int{503}, handle: s.enableRule})
+	s.add(&route{Method: "POST", Pattern: "/api/v1/rules/{id}/disable", ID: "disableRule", Tag: "rules", Role: registry.RoleOperator,
+		Summary: "Switch a rule off", PathParams: idOnly,
+		Responses: []response{{Status: 200, Description: "the rule", Body: &content{Schema: ruleSchema, Example: dis}}}, Errors: []int{503}, handle: s.disableRule})
+	s.add(&route{Method: "POST", Pattern: "/api/v1/rules/dry-run", ID: "dryRunRule", Tag: "rules", Role: registry.RoleViewer,
+		Summary:   "How often a rule would have fired over stored history (default: the last 7 days); nothing is stored or raised",
+		Request:   &content{Schema: dryReq, Example: dryRunRequest{Rule: &exampleRuleSpec, From: "2026-02-23T08:30:00Z", To: "2026-03-02T08:30:00Z"}},
+		Responses: []response{{Status: 200, Description: "the replay's result", Body: &content{Schema: drySchema, Example: dryRes}}},
+		Errors:    []int{503}, handle: s.dryRunRule})
+	s.add(&route{Method: "POST", Pattern: "/api/v1/rules/{id}/dry-run", ID: "dryRunStoredRule", Tag: "rules", Role: registry.RoleViewer,
+		Summary: "How often a stored rule would have fired over stored history; the body (from, to) is optional", PathParams: idOnly,
+		Request:   &content{Schema: dryReq, Example: dryRunRequest{From: "2026-02-23T08:30:00Z"}},
+		Responses: []response{{Status: 200, Description: "the replay's result", Body: &content{Schema: drySchema, Example: dryRes}}},
+		Errors:    []int{503}, handle: s.dryRunStored})
+}
+
+func (s *Server) rulesDep() (Rules, error) {
+	if s.deps.Rules == nil {
+		return nil, &httpError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "rules are not running on this hub"}
+	}
+	return s.deps.Rules, nil
+}
+
+// redactRule hides action secrets and header values.
+func redactRule(r Rule) Rule {
+	acts := make([]RuleAction, len(r.Actions))
+	for i, a := range r.Actions {
+		if a.Secret != "" {
+			a.Secret = redacted
+		}
+		if len(a.Headers) > 0 {
+			h := make(map[string]string, len(a.Headers))
+			for k := range a.Headers {
+				h[k] = redacted
+			}
+			a.Headers = h
+		}
+		acts[i] = a
+	}
+	if r.Actions != nil {
+		r.Actions = acts
+	}
+	return r
+}
+
+// keepSecrets puts the stored secrets back where a client sent the
+// redacted marker (it read the rule and sent it back).
+func keepSecrets(in *RuleSpec, old RuleSpec) {
+	for i := range in.Actions {
+		a := &in.Actions[i]
+		var prev *RuleAction
+		if i < len(old.Actions) {
+			prev = &old.Actions[i]
+		}
+		if a.Secret == redacted {
+			a.Secret = ""
+			if prev != nil {
+				a.Secret = prev.Secret
+			}
+		}
+		for k, v := range a.Headers {
+			if v == redacted {
+				if prev != nil {
+					a.Headers[k] = prev.Headers[k]
+				} else {
+					delete(a.Headers, k)
+				}
+			}
+		}
+	}
+}
+
+func (s *Server) createRule(w http.ResponseWriter, r *http.Request) error {
+	svc, err := s.rulesDep()
+	if err != nil {
+		return err
+	}
+	var in RuleSpec
+	if err := decodeJSON(w, r, &in); err != nil {
+		return err
+	}
+	out, err := svc.CreateRule(r.Context(), orgOf(r), in)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, redactRule(out))
+	return nil
+}
+
+func (s *Server) listRules(w http.ResponseWriter, r *http.Request) error {
+	svc, err := s.rulesDep()
+	if err != nil {
+		return err
+	}
+	limit, err := limitParam(r, 100)
+	if err != nil {
+		return err
+	}
+	page, err := svc.ListRules(r.Context(), orgOf(r), limit, r.URL.Query().Get("after"))
+	if err != nil {
+		return err
+	}
+	if page.Items == nil {
+		page.Items = []Rule{}
+	}
+	for i := range page.Items {
+		page.Items[i] = redactRule(page.Items[i])
+	}
+	writeJSON(w, http.StatusOK, page)
+	return nil
+}
+
+// limitParam reads ?limit=1..1000.
+func limitParam(r *http.Request, def int) (int, error) {
+	l := r.URL.Query().Get("limit")
+	if l == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(l)
+	if err != nil || n < 1 || n > 1000 {
+		return 0, invalid("parameter \"limit\" must be a whole number from 1 to 1000, not %q", l)
+	}
+	return n, nil
+}
+
+func (s *Server) getRule(w http.ResponseWriter, r *http.Request) error {
+	svc, err := s.rulesDep()
+	if err != nil {
+		return err
+	}
+	out, err := svc.GetRule(r.Context(), orgOf(r), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, redactRule(out))
+	return nil
+}
+
+func (s *Server) putRule(w http.ResponseWriter, r *http.Request) error {
+	return s.updateRuleWith(w, r, false)
+}
+
+func (s *Server) patchRule(w http.ResponseWriter, r *http.Request) error {
+	return s.updateRuleWith(w, r, true)
+}
+
+// updateRuleWith replaces (PUT) or merges (PATCH: the body is decoded over
+// the stored definition) a rule.
+func (s *Server) updateRuleWith(w http.ResponseWriter, r *http.Request, merge bool) error {
+	svc, err := s.rulesDep()
+	if err != nil {
+		return err
+	}
+	org, id := orgOf(r), r.PathValue("id")
+	old, err := svc.GetRule(r.Context(), org, id)
+	if err != nil {
+		return err
+	}
+	var in RuleSpec
+	var acts []RuleAction
+	if merge {
+		in = redactRule(old).RuleSpec
+		// The actions list is replaced whole when sent, never merged.
+		acts, in.Actions = in.Actions, nil
+	}
+	if err := decodeJSON(w, r, &in); err != nil {
+		return err
+	}
+	if merge && in.Actions == nil {
+		in.Actions = acts
+	}
+	keepSecrets(&in, old.RuleSpec)
+	out, err := svc.UpdateRule(r.Context(), org, id, in)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, redactRule(out))
+	return nil
+}
+
+func (s *Server) deleteRule(w http.ResponseWriter, r *http.Request) error {
+	svc, err := s.rulesDep()
+	if err != nil {
+		return err
+	}
+	if err := svc.DeleteRule(r.Context(), orgOf(r), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) enableRule(w http.ResponseWriter, r *http.Request) error {
+	return s.setRule(w, r, false)
+}
+func (s *Server) disableRule(w http.ResponseWriter, r *http.Request) error {
+	return s.setRule(w, r, true)
+}
+
+func (s *Server) setRule(w http.ResponseWriter, r *http.Request, disabled bool) error {
+	svc, err := s.rulesDep()
+	if err != nil {
+		return err
+	}
+	out, err := svc.SetRuleDisabled(r.Context(), orgOf(r), r.PathValue("id"), disabled)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, redactRule(out))
+	return nil
+}
+
+func (s *Server) dryRange(req dryRunRequest) (from, to time.Time, err error) {
+	if to, err = parseTime("to", req.To, s.now()); err != nil {
+		return
+	}
+	from, err = parseTime("from", req.From, to.Add(-7*24*time.Hour))
+	return
+}
+
+func (s *Server) dryRunRule(w http.ResponseWriter, r *http.Request) error {
+	svc, err := s.rulesDep()
+	if err != nil {
+		return err
+	}
+	var req dryRunRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	if req.Rule == nil {
+		return invalid("field \"rule\" is required: the rule definition to replay (or use /api/v1/rules/{id}/dry-run for a stored rule)")
+	}
+	from, to, err := s.dryRange(req)
+	if err != nil {
+		return err
+	}
+	res, err := svc.DryRun(r.Context(), orgOf(r), *req.Rule, from, to)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+func (s *Server) dryRunStored(w http.ResponseWriter, r *http.Request) error {
+	svc, err := s.rulesDep()
+	if err != nil {
+		return err
+	}
+	var req dryRunRequest
+	if r.ContentLength != 0 {
+		if err := decodeJSON(w, r, &req); err != nil {
+			return err
+		}
+	}
+	if req.Rule != nil {
+		return invalid("field \"rule\" is not allowed here: this replays the stored rule; use /api/v1/rules/dry-run to try a definition")
+	}
+	org := orgOf(r)
+	stored, err := svc.GetRule(r.Context(), org, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	from, to, err := s.dryRange(req)
+	if err != nil {
+		return err
+	}
+	res, err := svc.DryRun(r.Context(), org, stored.RuleSpec, from, to)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}

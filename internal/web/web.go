@@ -1,0 +1,187 @@
+package web
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/shopfloor/shopfloor/internal/registry"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// ErrNotConfigured is returned by optional features whose module the hub
+// does not run.
+var ErrNotConfigured = errors.New("not configured on this hub")
+
+// Registry is the part of *registry.Service the console uses.
+type Registry interface {
+	Authenticate(ctx context.Context, secret string) (registry.Principal, error)
+	GetOrg(ctx context.Context, id string) (registry.Org, error)
+	ListOrgs(ctx context.Context, parent string) ([]registry.Org, error)
+	ListSites(ctx context.Context, org string) ([]registry.Site, error)
+	GetDevice(ctx context.Context, org, id string) (registry.Device, error)
+	ListDevices(ctx context.Context, org string, f registry.DeviceFilter) ([]registry.Device, string, error)
+	UpdateDevice(ctx context.Context, org, id string, p registry.DevicePatch) (registry.Device, error)
+	RegenerateKey(ctx context.Context, org, id, which string) (registry.Device, error)
+	ImportCSV(ctx context.Context, org string, r io.Reader, progress func(done, total int)) (registry.ImportReport, error)
+}
+
+// Telemetry reads a device's time series from the time-series store.
+type Telemetry interface {
+	Range(ctx context.Context, org, device string, fields []string, from, to time.Time, step time.Duration, agg string) ([]Series, error)
+	Latest(ctx context.Context, org, device string) ([]LatestValue, error)
+}
+
+// Series is one field's points; T is unix milliseconds.
+type Series struct {
+	Field  string
+	Points []Point
+}
+
+// Point is one sample.
+type Point struct {
+	T int64
+	V float64
+}
+
+// LatestValue is a field's newest value: a float64, string or bool.
+type LatestValue struct {
+	Field string
+	T     int64
+	Value any
+}
+
+// Presence is what the MQTT gateway knows about connections.
+type Presence interface {
+	Connected(deviceID string) bool
+	// DeviceMessages is the number of telemetry messages received on the
+	// device's current connection; false when it is not connected.
+	DeviceMessages(deviceID string) (uint64, bool)
+}
+
+// Alert is one alert as the console shows it.
+type Alert struct {
+	ID       string
+	Rule     string
+	Device   string
+	Site     string
+	Severity string // critical, major, minor, warning, info
+	State    string // open, acknowledged, resolved
+	Message  string
+	At       time.Time
+}
+
+// Alerts lists an organization's alerts; the hub provides it once the rules
+// engine runs.
+type Alerts interface {
+	// Recent returns the newest alerts of org, newest first; device "" means
+	// every device.
+	Recent(ctx context.Context, org, device string, limit int) ([]Alert, error)
+}
+
+// Twin is a device twin: desired and reported JSON documents and the ETag
+// that guards updates of desired.
+type Twin struct {
+	Desired  json.RawMessage
+	Reported json.RawMessage
+	ETag     string
+}
+
+// Twins reads and edits device twins.
+type Twins interface {
+	Get(ctx context.Context, org, device string) (Twin, error)
+	// PatchDesired merges patch into desired if the twin's ETag is still
+	// ifMatch.
+	PatchDesired(ctx context.Context, org, device string, patch json.RawMessage, ifMatch string) (Twin, error)
+}
+
+// Methods invokes a direct method on a connected device.
+type Methods interface {
+	Invoke(ctx context.Context, org, device, method string, payload json.RawMessage, timeout time.Duration) (status int, response json.RawMessage, err error)
+}
+
+// Messages sends cloud-to-device messages.
+type Messages interface {
+	Send(ctx context.Context, org, device string, body []byte) error
+}
+
+// Deps are the console's collaborators. Registry is required; a nil
+// optional module makes its section say plainly that it is not enabled.
+type Deps struct {
+	Registry  Registry
+	Telemetry Telemetry
+	Presence  Presence
+	Alerts    Alerts
+	Twins     Twins
+	Methods   Methods
+	Messages  Messages
+	// Dashboards stores dashboards; nil keeps them in memory.
+	Dashboards DashboardStore
+	Logger     *slog.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// SessionTTL is how long a sign-in lasts without use; 12 h when zero.
+	SessionTTL time.Duration
+	// LivePeriod is how often live views look for new data; 1 s when zero.
+	LivePeriod time.Duration
+}
+
+// Server is the console's HTTP handler.
+type Server struct {
+	deps     Deps
+	log      *slog.Logger
+	now      func() time.Time
+	pages    map[string]*pageTemplate
+	mux      *http.ServeMux
+	sessions *sessions
+	fleet    *fleetCache
+	dash     DashboardStore
+	live     time.Duration
+}
+
+// New builds the console.
+func New(deps Deps) (*Server, error) {
+	if deps.Registry == nil {
+		return nil, errors.New("web: Deps.Registry is required")
+	}
+	s := &Server{deps: deps, log: deps.Logger, now: deps.Now, live: deps.LivePeriod, dash: deps.Dashboards}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.live <= 0 {
+		s.live = time.Second
+	}
+	if s.dash == nil {
+		s.dash = NewMemoryDashboards()
+	}
+	ttl := deps.SessionTTL
+	if ttl <= 0 {
+		ttl = 12 * time.Hour
+	}
+	s.sessions = newSessions(ttl, s.now)
+	s.fleet = newFleetCache()
+	pages, err := parsePages()
+	if err != nil {
+		return nil, fmt.Errorf("web: parse templates: %w", err)
+	}
+	s.pages = pages
+	s.routes()
+	return s, nil
+}
+
+// ServeHTTP serves the console.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
