@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/shopfloor/shopfloor/internal/alerts"
 	"github.com/shopfloor/shopfloor/internal/gateway"
 	"github.com/shopfloor/shopfloor/internal/tsdb"
 	"github.com/shopfloor/shopfloor/internal/web"
@@ -19,7 +20,12 @@ func (h *Hub) newConsole() (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("web console: %w", err)
 	}
+	var alertsView web.Alerts
+	if h.rules != nil {
+		alertsView = consoleAlerts{h.rules.alerts}
+	}
 	srv, err := web.New(web.Deps{
+		Alerts:     alertsView,
 		Registry:   h.Registry,
 		Telemetry:  consoleTelemetry{h.TSDB},
 		Presence:   consolePresence{h.Gateway},
@@ -71,4 +77,24 @@ func (p consolePresence) Connected(id string) bool { return p.g.Connected(id) }
 func (p consolePresence) DeviceMessages(id string) (uint64, bool) {
 	c, ok := p.g.DeviceStats(id)
 	return c.Messages, ok
+}
+
+// consoleAlerts adapts the alerts service to the console's alert lists.
+type consoleAlerts struct{ svc *alerts.Service }
+
+func (a consoleAlerts) Recent(ctx context.Context, org, device string, limit int) ([]web.Alert, error) {
+	page, err := a.svc.List(ctx, org, alerts.Filter{Device: device, Limit: limit})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]web.Alert, 0, len(page.Items))
+	for _, x := range page.Items {
+		name := x.RuleName
+		if name == "" {
+			name = x.Rule
+		}
+		out = append(out, web.Alert{ID: x.ID, Rule: name, Device: x.Device, Severity: string(x.Severity),
+			State: string(x.State), Message: x.Message, At: x.LastSeen})
+	}
+	return out, nil
 }
