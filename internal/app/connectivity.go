@@ -1,0 +1,76 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/shopfloor/shopfloor/internal/api"
+	"github.com/shopfloor/shopfloor/internal/connectivity"
+	"github.com/shopfloor/shopfloor/internal/registry"
+)
+
+// openConnectivity opens SIM, device group and slice management on the
+// registry database. Suspended SIMs drop their device through the gateway.
+// No mobile core is configured yet, so nothing is pushed southbound.
+func (h *Hub) openConnectivity(ctx context.Context) error {
+	d := connectivity.SQLite
+	if h.cfg.Postgres != "" {
+		d = connectivity.Postgres
+	}
+	svc, err := connectivity.New(ctx, connectivity.Options{
+		DB: h.store.DB(), Dialect: d, Directory: registryDirectory{h.Registry}, Logger: h.log,
+		Disconnect: func(deviceID, reason string) {
+			if h.Gateway != nil && h.Gateway.Disconnect(deviceID) {
+				h.log.Info("device disconnected by connectivity", "device", deviceID, "reason", reason)
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("connectivity: %w", err)
+	}
+	h.conn = svc
+	return nil
+}
+
+// connAPI is the service as the API sees it; a nil interface when closed.
+func (h *Hub) connAPI() api.Connectivity {
+	if h.conn == nil {
+		return nil
+	}
+	return h.conn
+}
+
+func (h *Hub) runConnectivity(ctx context.Context, g *errgroup.Group) {
+	if h.conn != nil {
+		g.Go(func() error { return h.conn.Run(ctx) })
+	}
+}
+
+func (h *Hub) closeConnectivity() {
+	if h.conn != nil {
+		h.conn.Close()
+		h.conn = nil
+	}
+}
+
+// registryDirectory answers connectivity's reference checks.
+type registryDirectory struct{ reg *registry.Service }
+
+func (d registryDirectory) SiteExists(ctx context.Context, org, site string) (bool, error) {
+	_, err := d.reg.GetSite(ctx, org, site)
+	if errors.Is(err, registry.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (d registryDirectory) DeviceExists(ctx context.Context, org, dev string) (bool, error) {
+	_, err := d.reg.GetDevice(ctx, org, dev)
+	if errors.Is(err, registry.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}

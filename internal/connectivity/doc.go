@@ -1,0 +1,21 @@
+// Package connectivity owns the plant's private 4G/5G network as Shopfloor
+// manages it: per organization, the site network settings (PLMN, IMSI range,
+// small cells, edge node), SIM cards and their lifecycle (INVENTORY →
+// TEST_READY → ACTIVATED ⇄ SUSPENDED → TERMINATED, scheduled and bulk
+// changes, an audit of every transition), device groups, traffic classes,
+// slices and applications, usage metering with quotas, radio-side usage
+// records (CDRs), and the enforcement the MQTT gateway calls on CONNECT and
+// on every message (Enforcer: CheckConnect, Account).
+//
+// Its tables carry the prefix conn_ and live in the registry database;
+// the same SQL runs on SQLite and PostgreSQL, the Dialect holds what
+// differs. Changes that matter to the mobile core are pushed through the
+// Core interface (see internal/connectivity/sdcore for the SD-Core
+// adapter) from a persistent outbox, with retries, and reconciled in full
+// when Run starts.
+//
+// It learns about sites and devices only through the Directory interface
+// and raises alerts only through the Alerter interface. It must not import
+// any other Shopfloor package (not the registry, store, api, gateway, bus or
+// app), so the gateway and the API can both depend on it.
+package connectivity

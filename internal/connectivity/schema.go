@@ -1,0 +1,192 @@
+package connectivity
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Dialect is what differs between the databases for this package.
+type Dialect struct {
+	Name string // "sqlite" or "postgres", for messages
+	// IDType is the column type of identifiers; it must compare bytes so
+	// paging gives the same order everywhere.
+	IDType string
+	// MigrationLock runs first in the migration transaction ("" when the
+	// transaction itself serialises writers).
+	MigrationLock string
+	// Anonymous says the bulk insert uses ? placeholders: SQLite looks up
+	// numbered ones ($n) linearly, which makes a 16,000-parameter
+	// statement quadratic.
+	Anonymous bool
+}
+
+// The dialects of the two databases the hub supports.
+var (
+	SQLite   = Dialect{Name: "sqlite", IDType: "TEXT", Anonymous: true}
+	Postgres = Dialect{Name: "postgres", IDType: `TEXT COLLATE "C"`,
+		MigrationLock: `SELECT pg_advisory_xact_lock(hashtext('shopfloor.connectivity.' || current_schema()))`}
+)
+
+const component = "connectivity"
+
+// migrations are append-only: never edit one that has shipped.
+var migrations = [][]string{
+	1: {
+		`CREATE TABLE conn_sims (
+			iccid {id} PRIMARY KEY,
+			org {id} NOT NULL,
+			imsi {id} NOT NULL UNIQUE,
+			msisdn TEXT NOT NULL,
+			label TEXT NOT NULL,
+			state TEXT NOT NULL,
+			system_state TEXT NOT NULL,
+			device {id} NOT NULL,
+			imei_lock BOOLEAN NOT NULL,
+			imei TEXT NOT NULL,
+			static_ip TEXT NOT NULL,
+			ki TEXT NOT NULL,
+			opc TEXT NOT NULL,
+			created_at BIGINT NOT NULL,
+			updated_at BIGINT NOT NULL
+		)`,
+		`CREATE INDEX conn_sims_org ON conn_sims (org, iccid)`,
+		`CREATE INDEX conn_sims_org_state ON conn_sims (org, state, iccid)`,
+		// Device ids are unique hub-wide; a device holds at most one SIM.
+		`CREATE UNIQUE INDEX conn_sims_device ON conn_sims (device) WHERE device <> ''`,
+		`CREATE TABLE conn_objects (
+			org {id} NOT NULL,
+			kind {id} NOT NULL,
+			name {id} NOT NULL,
+			body TEXT NOT NULL,
+			updated_at BIGINT NOT NULL,
+			PRIMARY KEY (org, kind, name)
+		)`,
+		`CREATE TABLE conn_refs (
+			org {id} NOT NULL,
+			from_kind {id} NOT NULL,
+			from_name {id} NOT NULL,
+			to_kind {id} NOT NULL,
+			to_name {id} NOT NULL,
+			PRIMARY KEY (org, from_kind, from_name, to_kind, to_name)
+		)`,
+		`CREATE INDEX conn_refs_to ON conn_refs (org, to_kind, to_name)`,
+		`CREATE TABLE conn_audit (
+			id {id} PRIMARY KEY,
+			org {id} NOT NULL,
+			iccid {id} NOT NULL,
+			actor TEXT NOT NULL,
+			at BIGINT NOT NULL,
+			from_state TEXT NOT NULL,
+			to_state TEXT NOT NULL,
+			reason TEXT NOT NULL
+		)`,
+		`CREATE INDEX conn_audit_org ON conn_audit (org, id)`,
+		`CREATE INDEX conn_audit_sim ON conn_audit (org, iccid, id)`,
+		`CREATE TABLE conn_schedule (
+			id {id} PRIMARY KEY,
+			org {id} NOT NULL,
+			iccid {id} NOT NULL,
+			to_state TEXT NOT NULL,
+			at BIGINT NOT NULL,
+			actor TEXT NOT NULL
+		)`,
+		`CREATE INDEX conn_schedule_at ON conn_schedule (at, id)`,
+		`CREATE TABLE conn_jobs (
+			id {id} PRIMARY KEY,
+			org {id} NOT NULL,
+			kind TEXT NOT NULL,
+			status TEXT NOT NULL,
+			total BIGINT NOT NULL,
+			done BIGINT NOT NULL,
+			failed BIGINT NOT NULL,
+			errors TEXT NOT NULL,
+			created_at BIGINT NOT NULL,
+			ended_at BIGINT
+		)`,
+		`CREATE TABLE conn_usage (
+			org {id} NOT NULL,
+			iccid {id} NOT NULL,
+			hour BIGINT NOT NULL,
+			device {id} NOT NULL,
+			slice {id} NOT NULL,
+			up_bytes BIGINT NOT NULL,
+			down_bytes BIGINT NOT NULL,
+			up_msgs BIGINT NOT NULL,
+			down_msgs BIGINT NOT NULL,
+			PRIMARY KEY (org, iccid, hour, device, slice)
+		)`,
+		`CREATE INDEX conn_usage_device ON conn_usage (org, device, hour)`,
+		`CREATE INDEX conn_usage_slice ON conn_usage (org, slice, hour)`,
+		`CREATE TABLE conn_cdrs (
+			org {id} NOT NULL,
+			id {id} NOT NULL,
+			iccid {id} NOT NULL,
+			start_at BIGINT NOT NULL,
+			end_at BIGINT NOT NULL,
+			up_bytes BIGINT NOT NULL,
+			down_bytes BIGINT NOT NULL,
+			PRIMARY KEY (org, id)
+		)`,
+		`CREATE TABLE conn_quota (
+			org {id} NOT NULL,
+			iccid {id} NOT NULL,
+			cycle BIGINT NOT NULL,
+			level INTEGER NOT NULL,
+			PRIMARY KEY (org, iccid)
+		)`,
+		`CREATE TABLE conn_outbox (
+			org {id} NOT NULL,
+			kind {id} NOT NULL,
+			name {id} NOT NULL,
+			seq BIGINT NOT NULL,
+			PRIMARY KEY (org, kind, name)
+		)`,
+	},
+}
+
+// migrate applies the missing migrations in one transaction, recording
+// them in the shared schema_migrations table under "connectivity".
+func migrate(ctx context.Context, db *sql.DB, d Dialect) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin the connectivity migration: %w", err)
+	}
+	defer tx.Rollback()
+	if d.MigrationLock != "" {
+		if _, err := tx.ExecContext(ctx, d.MigrationLock); err != nil {
+			return fmt.Errorf("lock the schema for migration: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		component TEXT NOT NULL,
+		version INTEGER NOT NULL,
+		name TEXT NOT NULL,
+		applied_at BIGINT NOT NULL,
+		PRIMARY KEY (component, version)
+	)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	var have int
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations WHERE component = $1`, component).Scan(&have); err != nil {
+		return fmt.Errorf("read schema_migrations: %w", err)
+	}
+	latest := len(migrations) - 1
+	if have > latest {
+		return fmt.Errorf("the connectivity tables have schema version %d but this program knows only up to %d: run a newer shopfloor", have, latest)
+	}
+	for v := have + 1; v <= latest; v++ {
+		for _, stmt := range migrations[v] {
+			if _, err := tx.ExecContext(ctx, strings.ReplaceAll(stmt, "{id}", d.IDType)); err != nil {
+				return fmt.Errorf("connectivity schema migration %d: %w", v, err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (component, version, name, applied_at) VALUES ($1, $2, $3, $4)`,
+			component, v, fmt.Sprintf("connectivity %d", v), time.Now().UnixMicro()); err != nil {
+			return fmt.Errorf("record connectivity migration %d: %w", v, err)
+		}
+	}
+	return tx.Commit()
+}
