@@ -95,6 +95,9 @@ type Deps struct {
 	Telemetry Telemetry
 	Events    Events
 	Presence  Presence
+	// Connectivity manages SIMs, device groups and slices; nil answers 503
+	// on /api/v1/connectivity/.
+	Connectivity Connectivity
 	// Prometheus serves the Prometheus-compatible HTTP API. It is mounted at
 	// /prometheus/ behind token authentication with the prefix stripped, so
 	// it sees /api/v1/query; OrgFromRequest gives the tenant.
@@ -102,6 +105,9 @@ type Deps struct {
 	// MQTTWebSocket is mounted at /mqtt without API authentication (the
 	// MQTT CONNECT authenticates).
 	MQTTWebSocket http.Handler
+	// Console serves the web console: every path outside /api/,
+	// /prometheus/, /mqtt, /metrics and /healthz that no route matched.
+	Console http.Handler
 	// Metrics serves /metrics without authentication. When nil, /metrics
 	// serves the API's own request metrics from Registerer (if it is a
 	// prometheus.Gatherer) or from the registry the server creates.
@@ -115,6 +121,14 @@ type Deps struct {
 	// RetentionChanged, when set, is told after an organization's retention
 	// changed, so the time-series store applies it without a restart.
 	RetentionChanged func(org string, retention time.Duration)
+	// Rules, Alerts and Exports serve /api/v1/rules, /alerts, /actions and
+	// /exports; nil answers 503.
+	Rules   Rules
+	Alerts  Alerts
+	Exports Exports
+	// Twins serves device twins, direct methods and cloud-to-device
+	// messages (twin.go); their routes answer 503 when nil.
+	Twins Twins
 	// SASToken signs a device SAS token (azure.SASToken).
 	SASToken func(host, deviceID, key string, expiry time.Time) (string, error)
 	Logger   *slog.Logger

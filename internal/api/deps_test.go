@@ -7,13 +7,14 @@ import (
 )
 
 // TestImportBoundaries fails when the package links what doc.go forbids:
-// of Shopfloor's packages only internal/registry (its types), and no cloud
+// of Shopfloor's packages only internal/registry and internal/connectivity (their types), and no cloud
 // SDK.
 func TestImportBoundaries(t *testing.T) {
 	checkDeps(t, ".", "github.com/shopfloor/shopfloor/internal/api",
-		"github.com/shopfloor/shopfloor/internal/registry")
+		"github.com/shopfloor/shopfloor/internal/registry", "github.com/shopfloor/shopfloor/internal/connectivity")
 	checkDeps(t, "./apitest", "github.com/shopfloor/shopfloor/internal/api/apitest",
-		"github.com/shopfloor/shopfloor/internal/api", "github.com/shopfloor/shopfloor/internal/registry")
+		"github.com/shopfloor/shopfloor/internal/api", "github.com/shopfloor/shopfloor/internal/registry",
+		"github.com/shopfloor/shopfloor/internal/connectivity")
 }
 
 func checkDeps(t *testing.T, pkg string, allowed ...string) {

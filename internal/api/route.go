@@ -209,6 +209,10 @@ func (s *Server) mountHandlers(metrics http.Handler) {
 // unmatched answers requests no route matched, in the JSON error shape:
 // 405 with Allow when the path exists for other methods, else 404.
 func (s *Server) unmatched(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Console != nil && consolePath(r.URL.Path) {
+		s.deps.Console.ServeHTTP(w, r)
+		return
+	}
 	var allow []string
 	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
 		if m == r.Method {

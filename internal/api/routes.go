@@ -25,6 +25,11 @@ func (s *Server) registerRoutes() {
 	s.deviceRoutes()
 	s.telemetryRoutes()
 	s.eventRoutes()
+	s.connectivityRoutes()
+	s.twinRoutes()
+	s.ruleRoutes()
+	s.alertRoutes()
+	s.exportRoutes()
 }
 
 func (s *Server) health(w http.ResponseWriter, _ *http.Request) error {

@@ -62,7 +62,8 @@ func components() map[string]schema {
 		"Error": object("every error response", []string{"error"}, schema{
 			"error": object("", []string{"code", "message"}, schema{
 				"code": strEnum("machine-readable error class", "invalid", "unauthorized", "forbidden", "not_found",
-					"conflict", "method_not_allowed", "unsupported_media_type", "unavailable", "timeout", "internal"),
+					"conflict", "method_not_allowed", "unsupported_media_type", "unavailable", "timeout", "internal",
+					"precondition_failed", "too_large", "device_offline", "queue_full"),
 				"message": str("what was wrong and what to do, for a person"),
 			}),
 		}),
@@ -239,14 +240,17 @@ func components() map[string]schema {
 // errorExample is the documented example body of an error status.
 func errorExample(status int) errorBody {
 	e := map[int]errorDetail{
-		http.StatusBadRequest:           {"invalid", `field "retentionDays" must be a whole number, not string`},
-		http.StatusUnauthorized:         {"unauthorized", `this request needs an API token: send the header "Authorization: Bearer <token>"`},
-		http.StatusForbidden:            {"forbidden", "this needs the operator role and your token has the viewer role; ask an admin of the organization for a token with the operator role"},
-		http.StatusNotFound:             {"not_found", `device "press-7" not found`},
-		http.StatusConflict:             {"conflict", `device "press-7" already exists`},
-		http.StatusUnsupportedMediaType: {"unsupported_media_type", "send the CSV file with Content-Type: text/csv"},
-		http.StatusServiceUnavailable:   {"unavailable", "the time-series store is not running on this hub"},
-		http.StatusInternalServerError:  {"internal", "internal error while handling the request; the hub log has the details (request id 3f2a9c1d0b7e4a55)"},
+		http.StatusBadRequest:            {"invalid", `field "retentionDays" must be a whole number, not string`},
+		http.StatusUnauthorized:          {"unauthorized", `this request needs an API token: send the header "Authorization: Bearer <token>"`},
+		http.StatusForbidden:             {"forbidden", "this needs the operator role and your token has the viewer role; ask an admin of the organization for a token with the operator role"},
+		http.StatusNotFound:              {"not_found", `device "press-7" not found`},
+		http.StatusConflict:              {"conflict", `device "press-7" already exists`},
+		http.StatusUnsupportedMediaType:  {"unsupported_media_type", "send the CSV file with Content-Type: text/csv"},
+		http.StatusServiceUnavailable:    {"unavailable", "the time-series store is not running on this hub"},
+		http.StatusPreconditionFailed:    {"precondition_failed", `If-Match "11" does not match the twin's etag "12"; read the twin again and reapply your change`},
+		http.StatusRequestEntityTooLarge: {"too_large", "the desired properties would be 33012 bytes after this patch; the limit is 32768 bytes"},
+		http.StatusGatewayTimeout:        {"timeout", `press-7 did not answer method "start" within 30s`},
+		http.StatusInternalServerError:   {"internal", "internal error while handling the request; the hub log has the details (request id 3f2a9c1d0b7e4a55)"},
 	}[status]
 	return errorBody{Error: e}
 }

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/tls"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,8 @@ import (
 	"github.com/shopfloor/shopfloor/internal/api"
 	"github.com/shopfloor/shopfloor/internal/bus"
 	"github.com/shopfloor/shopfloor/internal/config"
+	"github.com/shopfloor/shopfloor/internal/connectivity"
+	"github.com/shopfloor/shopfloor/internal/export"
 	"github.com/shopfloor/shopfloor/internal/gateway"
 	"github.com/shopfloor/shopfloor/internal/gateway/azure"
 	"github.com/shopfloor/shopfloor/internal/ingest"
@@ -39,6 +42,7 @@ var ErrStart = errors.New("hub did not start")
 type dbStore interface {
 	registry.Store
 	Close() error
+	DB() *sql.DB // rules, alerts, actions and exports keep their tables here
 }
 
 // Hub is one running hub process.
@@ -57,6 +61,12 @@ type Hub struct {
 	ready    atomic.Bool
 	metrics  *prometheus.Registry
 	tls      *tls.Config
+	twins    *twinSet // twins.go
+	httpsLn  net.Listener
+	httpsSrv *http.Server
+	rules    *ruleSet              // rules.go
+	exports  *export.Manager       // exports.go
+	conn     *connectivity.Service // connectivity.go
 
 	// AdminSecret is the bootstrap admin token, set only on the first start.
 	AdminSecret string
@@ -117,6 +127,12 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 		return nil, fmt.Errorf("start the bus: %w", err)
 	}
 	h.writer = ingest.New(h.Bus, h.TSDB, h.Registry, h.metrics, logger)
+	if err := h.openRules(ctx); err != nil {
+		return nil, err
+	}
+	if err := h.openExports(ctx); err != nil {
+		return nil, err
+	}
 
 	var extra []string
 	if cfg.Hostname != "" {
@@ -126,18 +142,32 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 	if err != nil {
 		return nil, fmt.Errorf("server certificate: %w", err)
 	}
+	if err := h.openTwins(ctx); err != nil {
+		return nil, err
+	}
 	h.Gateway, err = gateway.New(gateway.Config{
 		MQTTAddr: cfg.MQTT, MQTTSAddr: cfg.MQTTS, TLS: h.tls, MaxPayload: cfg.MaxPayload,
+		OnConnection: h.connectionChanged,
+		Cloud:        twinCloud{h.twins},
 	}, h.Registry, h.Bus, logger)
 	if err != nil {
 		return nil, fmt.Errorf("MQTT gateway: %w", err)
+	}
+	h.twins.router.SetDevices(h.Gateway)
+	if err := h.openConnectivity(ctx); err != nil {
+		return nil, err
 	}
 	if err := h.Gateway.RegisterMetrics(h.metrics); err != nil {
 		return nil, fmt.Errorf("gateway metrics: %w", err)
 	}
 
 	prom := promapi.New(h.TSDB.Queryable, api.OrgFromRequest, logger, promapi.Options{})
+	console, err := h.newConsole()
+	if err != nil {
+		return nil, err
+	}
 	srv, err := api.New(api.Deps{
+		Console:       console,
 		Registry:      h.Registry,
 		Telemetry:     telemetry{h.TSDB},
 		Events:        telemetry{h.TSDB},
@@ -147,6 +177,11 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 		Metrics:       promhttp.HandlerFor(h.metrics, promhttp.HandlerOpts{}),
 		Ready:         h.ready.Load,
 		SASToken:      azure.SASToken,
+		Twins:         twinAPI{h.twins},
+		Rules:         rulesAPI{h.rules},
+		Alerts:        alertsAPI{h.rules},
+		Exports:       exportsAPI{h.exports},
+		Connectivity:  h.connAPI(),
 		Registerer:    h.metrics,
 		RetentionChanged: func(org string, d time.Duration) {
 			h.TSDB.SetRetention(org, d)
@@ -161,6 +196,9 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 		return nil, fmt.Errorf("listen for HTTP on %s: %w: %v", cfg.HTTP, ErrStart, err)
 	}
 	h.httpSrv = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	if err := h.listenHTTPS(srv.Handler()); err != nil {
+		return nil, err
+	}
 	return h, nil
 }
 
@@ -188,6 +226,11 @@ func (h *Hub) Run(ctx context.Context) error {
 	g.Go(func() error { return h.TSDB.Run(ctx) })
 	g.Go(func() error { return h.writer.Run(ctx) })
 	g.Go(func() error { return h.Gateway.Run(ctx) })
+	h.runTwins(ctx, g)
+	h.runHTTPS(ctx, g)
+	h.runRules(ctx, g)
+	h.runExports(ctx, g)
+	h.runConnectivity(ctx, g)
 	g.Go(func() error {
 		err := h.httpSrv.Serve(h.httpLn)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -247,12 +290,14 @@ func addrString(a net.Addr) string {
 
 // Close releases everything NewHub opened; safe to call twice.
 func (h *Hub) Close() {
+	h.closeConnectivity()
 	if h.Gateway != nil {
 		_ = h.Gateway.Close()
 	}
 	if h.httpLn != nil {
 		_ = h.httpLn.Close()
 	}
+	h.closeHTTPS()
 	if h.Bus != nil {
 		_ = h.Bus.Close()
 		h.Bus = nil

@@ -47,6 +47,9 @@ a flag wins over the environment, which wins over the file.`,
 	_ = root.RegisterFlagCompletionFunc("output", fixedCompletion("table", "json"))
 
 	root.AddCommand(orgCommand(), tokenCommand(), siteCommand(), deviceCommand(), queryCommand())
+	root.AddCommand(ruleCommand(), alertCommand(), exportCommand())
+	root.AddCommand(twinCommand(), methodCommand(), c2dCommand())
+	root.AddCommand(simCommand(), deviceGroupCommand(), sliceCommand())
 	return root
 }
 

@@ -23,6 +23,7 @@ var ErrInvalid = errors.New("invalid configuration")
 type Config struct {
 	Data       string        `yaml:"data" flag:"data" usage:"data directory: database, time-series WAL, bus files, certificates"`
 	HTTP       string        `yaml:"http" flag:"http" usage:"HTTP listen address: REST API, console, Prometheus API, MQTT over WebSocket at /mqtt"`
+	HTTPS      string        `yaml:"https" flag:"https" usage:"HTTPS listen address: the same as --http over TLS, with MQTT over WebSocket at /$iothub/websocket for Azure IoT SDKs (empty disables)"`
 	MQTT       string        `yaml:"mqtt" flag:"mqtt" usage:"MQTT listen address (empty disables plain MQTT)"`
 	MQTTS      string        `yaml:"mqtts" flag:"mqtts" usage:"MQTT over TLS listen address (empty disables)"`
 	NATS       string        `yaml:"nats" flag:"nats" usage:"external NATS URL, e.g. nats://10.0.0.5:4222 (empty runs NATS embedded)"`
@@ -44,6 +45,7 @@ func Default() Config {
 	return Config{
 		Data:       "./shopfloor-data",
 		HTTP:       ":8080",
+		HTTPS:      ":8443",
 		MQTT:       ":1883",
 		MQTTS:      ":8883",
 		MaxPayload: 256 * 1024,
@@ -151,7 +153,7 @@ func (c Config) Validate() error {
 	if c.Data == "" {
 		return fmt.Errorf("data directory is empty: %w", ErrInvalid)
 	}
-	for name, addr := range map[string]string{"http": c.HTTP, "mqtt": c.MQTT, "mqtts": c.MQTTS} {
+	for name, addr := range map[string]string{"http": c.HTTP, "https": c.HTTPS, "mqtt": c.MQTT, "mqtts": c.MQTTS} {
 		if addr == "" && name == "http" {
 			return fmt.Errorf("--http is empty: the hub needs an HTTP address: %w", ErrInvalid)
 		}

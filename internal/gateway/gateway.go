@@ -40,6 +40,15 @@ type Config struct {
 	ReadBufferSize   int // bufio reader per connection; default 1 KiB (larger packets bypass it)
 	WriteBufferSize  int // write coalescing buffer, allocated only while writes queue; default 2 KiB
 	MaxPendingWrites int // outbound packets queued per connection before messages to it are dropped; default 64
+
+	// OnConnection, when set, is told when a device's session is
+	// established and when it ends (rules use it for disconnected(...)).
+	// It runs on mochi's goroutine, so it must not block.
+	OnConnection func(org, device string, connected bool, at time.Time)
+
+	// Cloud, when set, serves twins, direct methods and cloud-to-device
+	// messages (see iothub.go); without it $iothub requests are ignored.
+	Cloud Cloud
 }
 
 const (
@@ -130,6 +139,8 @@ type session struct {
 	will                        *will
 	established                 atomic.Bool
 	messages, malformed         atomic.Uint64
+	subs                        atomic.Uint32 // sub* flags: what the device listens for
+	c2d                         c2dState
 }
 
 // will is a device's last-will message, sent as telemetry when the

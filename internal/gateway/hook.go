@@ -27,7 +27,8 @@ func (h *hook) ID() string { return "shopfloor-gateway" }
 func (h *hook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
-		mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnPacketEncode:
+		mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnPacketEncode,
+		mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnQosComplete:
 		return true
 	}
 	return false
@@ -69,6 +70,10 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 		v.(*session).established.Store(true)
 		h.g.stats.connections.Add(1)
 		h.g.stats.connects.Add(1)
+		if f := h.g.cfg.OnConnection; f != nil {
+			f(v.(*session).org, v.(*session).device, true, time.Now())
+		}
+		h.g.sessionStarted(cl, v.(*session))
 	}
 }
 
@@ -81,6 +86,12 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
 	s := v.(*session)
 	if s.established.Load() {
 		g.stats.connections.Add(-1)
+		if f := g.cfg.OnConnection; f != nil {
+			f(s.org, s.device, false, time.Now())
+		}
+		if g.cfg.Cloud != nil {
+			g.cfg.Cloud.Connected(s.org, s.device, false)
+		}
 	}
 	if s.will != nil && err != nil && g.ctx.Err() == nil {
 		g.sendWill(s)
@@ -174,8 +185,9 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	s := v.(*session)
 	bag, ok := telemetryBag(s.device, pk.TopicName)
 	if !ok {
-		// $iothub/... (twin, methods): accepted by the ACL, not forwarded.
-		return pk, packets.CodeSuccessIgnore
+		// $iothub/... (twin, methods): answered on the device's own
+		// connection, never forwarded.
+		return h.g.iothub(cl, s, pk)
 	}
 	return h.g.ingest(cl, s, pk, bag)
 }

@@ -66,6 +66,7 @@ func StartHub(t testing.TB, o Options) *Hub {
 	cfg.HTTP = "127.0.0.1:0"
 	cfg.MQTT = "127.0.0.1:0"
 	cfg.MQTTS = "127.0.0.1:0"
+	cfg.HTTPS = "127.0.0.1:0"
 	cfg.Postgres, cfg.NATS = o.Postgres, o.NATS
 	if o.Prefix != "" {
 		cfg.BusPrefix = o.Prefix

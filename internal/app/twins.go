@@ -1,0 +1,263 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/shopfloor/shopfloor/internal/api"
+	"github.com/shopfloor/shopfloor/internal/command"
+	"github.com/shopfloor/shopfloor/internal/gateway"
+	"github.com/shopfloor/shopfloor/internal/registry"
+	"github.com/shopfloor/shopfloor/internal/twin"
+)
+
+// twinSet is the hub's twins, cloud-to-device queues and the command
+// router that carries methods and notifications over the bus.
+type twinSet struct {
+	svc    *twin.Service
+	router *command.Router
+}
+
+// openTwins opens the twin tables and the router. Call it after the bus and
+// before the gateway (whose Cloud it provides); attach the gateway with
+// h.twins.router.SetDevices once it exists.
+func (h *Hub) openTwins(ctx context.Context) error {
+	driver := "sqlite"
+	if h.cfg.Postgres != "" {
+		driver = "pgx"
+	}
+	svc, err := twin.New(ctx, twin.Config{DB: h.store.DB(), Driver: driver})
+	if err != nil {
+		return fmt.Errorf("open the twin store: %w", err)
+	}
+	router, err := command.New(command.Config{
+		Conn:   h.Bus.Conn(),
+		Prefix: strings.TrimSuffix(h.Bus.TelemetrySubject(), ".telemetry"),
+		Logger: h.log,
+	})
+	if err != nil {
+		return fmt.Errorf("start the command router: %w", err)
+	}
+	h.twins = &twinSet{svc: svc, router: router}
+	return nil
+}
+
+// runTwins dispatches routed traffic and forgets day-old message feedback.
+func (h *Hub) runTwins(ctx context.Context, g *errgroup.Group) {
+	ts := h.twins
+	g.Go(func() error { return ts.router.Run(ctx) })
+	g.Go(func() error {
+		tick := time.NewTicker(time.Hour)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-tick.C:
+				if _, err := ts.svc.Forget(ctx, 24*time.Hour); err != nil && ctx.Err() == nil {
+					h.log.Warn("cloud-to-device feedback not cleaned up", "error", err)
+				}
+			}
+		}
+	})
+}
+
+// mapped keeps an error's message while making it match another sentinel.
+type mappedErr struct{ err, as error }
+
+func (m mappedErr) Error() string   { return m.err.Error() }
+func (m mappedErr) Unwrap() []error { return []error{m.as, m.err} }
+
+func mapTwinErr(err error, pairs ...error) error {
+	if err == nil {
+		return nil
+	}
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if errors.Is(err, pairs[i]) {
+			return mappedErr{err, pairs[i+1]}
+		}
+	}
+	return err
+}
+
+// twinCloud is the gateway's view (gateway.Cloud).
+type twinCloud struct{ ts *twinSet }
+
+func (c twinCloud) Twin(ctx context.Context, org, device string) ([]byte, error) {
+	t, err := c.ts.svc.Get(ctx, org, device)
+	if err != nil {
+		return nil, err
+	}
+	return t.DeviceDocument()
+}
+
+func (c twinCloud) PatchReported(ctx context.Context, org, device string, patch []byte) (int64, error) {
+	v, err := c.ts.svc.PatchReported(ctx, org, device, patch)
+	return v, mapTwinErr(err, twin.ErrInvalid, gateway.ErrRequest, twin.ErrTooLarge, gateway.ErrRequestTooLarge)
+}
+
+func (c twinCloud) MethodResponse(device, rid string, status int, payload []byte) bool {
+	return c.ts.router.MethodResponse(device, rid, status, payload)
+}
+
+func (c twinCloud) Connected(org, device string, up bool) {
+	if up {
+		c.ts.router.Attach(org, device)
+	} else {
+		c.ts.router.Detach(org, device)
+	}
+}
+
+func (c twinCloud) PendingC2D(ctx context.Context, org, device string) ([]gateway.C2D, error) {
+	ms, err := c.ts.svc.List(ctx, org, device, twin.StatePending)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]gateway.C2D, len(ms))
+	for i, m := range ms {
+		out[i] = gateway.C2D{ID: m.ID, Body: m.Body, Props: m.Properties, Expires: m.Expires}
+	}
+	return out, nil
+}
+
+func (c twinCloud) AttemptC2D(ctx context.Context, org, device, id string) (bool, error) {
+	return c.ts.svc.Attempt(ctx, org, device, id)
+}
+
+func (c twinCloud) CompleteC2D(ctx context.Context, org, device, id string) error {
+	return c.ts.svc.Complete(ctx, org, device, id)
+}
+
+// twinAPI is the REST API's view (api.Twins).
+type twinAPI struct{ ts *twinSet }
+
+func apiTwin(t twin.Twin) api.Twin {
+	desired := map[string]any{"$version": t.DesiredVersion}
+	for k, v := range t.Desired {
+		desired[k] = v
+	}
+	reported := map[string]any{"$version": t.ReportedVersion}
+	for k, v := range t.Reported {
+		reported[k] = v
+	}
+	tags := t.Tags
+	if tags == nil {
+		tags = map[string]any{}
+	}
+	return api.Twin{DeviceID: t.DeviceID, ETag: t.ETag(), Version: t.Version, Tags: tags,
+		Properties: api.TwinProperties{Desired: desired, Reported: reported}}
+}
+
+func apiErr(err error) error {
+	return mapTwinErr(err,
+		twin.ErrInvalid, registry.ErrInvalid,
+		twin.ErrTooLarge, api.ErrTooLarge,
+		twin.ErrPrecondition, api.ErrPreconditionFailed,
+		twin.ErrQueueFull, api.ErrQueueFull,
+		command.ErrOffline, api.ErrDeviceOffline,
+		command.ErrTimeout, api.ErrDeviceTimeout)
+}
+
+func (a twinAPI) GetTwin(ctx context.Context, org, device string) (api.Twin, error) {
+	t, err := a.ts.svc.Get(ctx, org, device)
+	if err != nil {
+		return api.Twin{}, apiErr(err)
+	}
+	return apiTwin(t), nil
+}
+
+func (a twinAPI) PatchTwin(ctx context.Context, org, device string, tags, desired json.RawMessage, ifMatch string) (api.Twin, error) {
+	t, err := a.ts.patchDesired(ctx, org, device, twin.Patch{Tags: tags, Desired: desired}, ifMatch)
+	if err != nil {
+		return api.Twin{}, apiErr(err)
+	}
+	return apiTwin(t), nil
+}
+
+// patchDesired patches and notifies the device of a desired change.
+func (ts *twinSet) patchDesired(ctx context.Context, org, device string, p twin.Patch, ifMatch string) (twin.Twin, error) {
+	res, err := ts.svc.Patch(ctx, org, device, p, ifMatch)
+	if err != nil {
+		return twin.Twin{}, err
+	}
+	if res.DesiredPatch != nil {
+		// The patch is stored; a lost notification is repaired by the
+		// device's twin GET when it reconnects.
+		_ = ts.router.NotifyDesired(org, device, res.Twin.DesiredVersion, res.DesiredPatch)
+	}
+	return res.Twin, nil
+}
+
+func (a twinAPI) InvokeMethod(ctx context.Context, org, device, method string, payload []byte, timeout time.Duration) (int, []byte, error) {
+	st, resp, err := a.ts.router.Invoke(ctx, org, device, method, payload, timeout)
+	return st, resp, apiErr(err)
+}
+
+func (a twinAPI) SendC2D(ctx context.Context, org, device string, body []byte, props map[string]string, ttl time.Duration) (api.C2DMessage, error) {
+	m, err := a.ts.sendC2D(ctx, org, device, body, props, ttl)
+	if err != nil {
+		return api.C2DMessage{}, apiErr(err)
+	}
+	return apiC2D(m), nil
+}
+
+func (ts *twinSet) sendC2D(ctx context.Context, org, device string, body []byte, props map[string]string, ttl time.Duration) (twin.Message, error) {
+	m, err := ts.svc.Send(ctx, org, device, body, props, ttl)
+	if err != nil {
+		return twin.Message{}, err
+	}
+	_ = ts.router.NotifyC2D(org, device) // queued: delivered at the latest when the device reconnects
+	return m, nil
+}
+
+func apiC2D(m twin.Message) api.C2DMessage {
+	return api.C2DMessage{ID: m.ID, DeviceID: m.DeviceID, Properties: m.Properties, CreatedAt: m.Created.UTC(),
+		ExpiresAt: m.Expires.UTC(), DeliveryCount: m.Attempts, State: m.State, Body: m.Body}
+}
+
+func (a twinAPI) ListC2D(ctx context.Context, org, device, state string) ([]api.C2DMessage, error) {
+	ms, err := a.ts.svc.List(ctx, org, device, state)
+	if err != nil {
+		return nil, apiErr(err)
+	}
+	out := make([]api.C2DMessage, len(ms))
+	for i, m := range ms {
+		out[i] = apiC2D(m)
+	}
+	return out, nil
+}
+
+func (a twinAPI) PurgeC2D(ctx context.Context, org, device string) (int, error) {
+	n, err := a.ts.svc.Purge(ctx, org, device)
+	return n, apiErr(err)
+}
+
+// TwinDevices is what rule actions use to reach devices (it satisfies
+// actions.Devices): direct methods, desired patches and C2D messages.
+type TwinDevices struct{ ts *twinSet }
+
+// TwinDevices returns the device actions of this hub.
+func (h *Hub) TwinDevices() TwinDevices { return TwinDevices{h.twins} }
+
+// InvokeMethod calls a direct method.
+func (d TwinDevices) InvokeMethod(ctx context.Context, org, device, method string, payload []byte, timeout time.Duration) (int, []byte, error) {
+	return d.ts.router.Invoke(ctx, org, device, method, payload, timeout)
+}
+
+// PatchDesired merges a desired-properties patch and notifies the device.
+func (d TwinDevices) PatchDesired(ctx context.Context, org, device string, patch []byte) error {
+	_, err := d.ts.patchDesired(ctx, org, device, twin.Patch{Desired: patch}, "")
+	return err
+}
+
+// SendC2D queues a cloud-to-device message with the default TTL.
+func (d TwinDevices) SendC2D(ctx context.Context, org, device string, payload []byte) error {
+	_, err := d.ts.sendC2D(ctx, org, device, payload, nil, 0)
+	return err
+}

@@ -1,0 +1,190 @@
+package command
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+func startNATS(t testing.TB) string {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats did not start")
+	}
+	t.Cleanup(ns.Shutdown)
+	return ns.ClientURL()
+}
+
+// fakeGateway answers methods like a device would: "echo" returns the
+// payload with status 200, "slow" never answers, others are not listened to.
+type fakeGateway struct {
+	r *Router
+	t testing.TB
+
+	mu      sync.Mutex
+	desired []string
+	c2d     int
+}
+
+func (g *fakeGateway) SendMethod(device, rid, method string, payload []byte) error {
+	switch method {
+	case "echo":
+		go g.r.MethodResponse(device, rid, 200, append([]byte(nil), payload...))
+	case "slow":
+	default:
+		return fmt.Errorf("%s does not listen for method %s", device, method)
+	}
+	return nil
+}
+
+func (g *fakeGateway) NotifyDesired(device string, version int64, patch []byte) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.desired = append(g.desired, device+"@"+strconv.FormatInt(version, 10)+":"+string(patch))
+}
+
+func (g *fakeGateway) DeliverC2D(string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.c2d++
+}
+
+func newRouter(t testing.TB, url string) (*Router, *fakeGateway) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	r, err := New(Config{Conn: nc, Prefix: "sftest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &fakeGateway{r: r, t: t}
+	r.SetDevices(g)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return r, g
+}
+
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Router A holds the device's connection; router B is another hub process.
+func TestRouterAcrossProcesses(t *testing.T) {
+	url := startNATS(t)
+	a, ga := newRouter(t, url)
+	b, _ := newRouter(t, url)
+	ctx := context.Background()
+	const dev = "line.3/press*7>" // '.', '*' and '>' must not break subjects
+
+	if _, _, err := b.Invoke(ctx, "acme", dev, "echo", []byte(`{}`), time.Second); !errors.Is(err, ErrOffline) {
+		t.Fatalf("invoke before the device connected: %v", err)
+	}
+	a.Attach("acme", dev)
+	a.Attach("acme", dev) // a takeover overlaps two connections
+	a.Detach("acme", dev)
+	a.nc.Flush()
+
+	status, body, err := b.Invoke(ctx, "acme", dev, "echo", []byte(`{"speed":3}`), 5*time.Second)
+	if err != nil || status != 200 || string(body) != `{"speed":3}` {
+		t.Fatalf("echo: %d %s %v", status, body, err)
+	}
+	if _, _, err := b.Invoke(ctx, "acme", dev, "nosuch", nil, 5*time.Second); !errors.Is(err, ErrOffline) {
+		t.Fatalf("a method the device does not listen for: %v", err)
+	}
+	start := time.Now()
+	if _, _, err := b.Invoke(ctx, "acme", dev, "slow", nil, 200*time.Millisecond); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("slow: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("timeout took %s", d)
+	}
+	eventually(t, "the timed-out call to be forgotten", func() bool { return a.Pending() == 0 })
+	// The same device id in another organization is another device.
+	if _, _, err := b.Invoke(ctx, "globex", dev, "echo", nil, time.Second); !errors.Is(err, ErrOffline) {
+		t.Fatalf("other org: %v", err)
+	}
+	// A response for an unknown rid, or from another device, is refused.
+	if a.MethodResponse(dev, "ffff", 200, nil) {
+		t.Fatal("unknown rid accepted")
+	}
+
+	if err := b.NotifyDesired("acme", dev, 7, []byte(`{"a":1,"$version":7}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.NotifyC2D("acme", dev); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the notifications", func() bool {
+		ga.mu.Lock()
+		defer ga.mu.Unlock()
+		return len(ga.desired) == 1 && ga.desired[0] == dev+`@7:{"a":1,"$version":7}` && ga.c2d == 1
+	})
+
+	a.Detach("acme", dev)
+	if a.Attached() != 0 {
+		t.Fatal("still attached")
+	}
+	a.nc.Flush()
+	if _, _, err := b.Invoke(ctx, "acme", dev, "echo", nil, time.Second); !errors.Is(err, ErrOffline) {
+		t.Fatalf("invoke after the device left: %v", err)
+	}
+}
+
+func TestToken(t *testing.T) {
+	seen := map[string]string{}
+	for _, id := range []string{"press-7", "press.7", "press_7", "~7072657373", "", "a b", "a*", "a>"} {
+		tok := token(id)
+		for i := 0; i < len(tok); i++ {
+			if c := tok[i]; c == '.' || c == '*' || c == '>' || c == ' ' {
+				t.Fatalf("token(%q) = %q holds %q", id, tok, c)
+			}
+		}
+		if prev, dup := seen[tok]; dup {
+			t.Fatalf("token(%q) = token(%q) = %q", id, prev, tok)
+		}
+		seen[tok] = id
+	}
+}
+
+// BenchmarkInvoke measures a method round trip over NATS between two
+// routers with many devices attached.
+func BenchmarkInvoke(b *testing.B) {
+	url := startNATS(b)
+	a, _ := newRouter(b, url)
+	c, _ := newRouter(b, url)
+	for i := 0; i < 5000; i++ {
+		a.Attach("acme", "dev-"+strconv.Itoa(i))
+	}
+	a.nc.Flush()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if _, _, err := c.Invoke(ctx, "acme", "dev-"+strconv.Itoa(i%5000), "echo", []byte(`{}`), 5*time.Second); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
