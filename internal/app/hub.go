@@ -127,6 +127,10 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 		return nil, fmt.Errorf("start the bus: %w", err)
 	}
 	h.writer = ingest.New(h.Bus, h.TSDB, h.Registry, h.metrics, logger)
+	// Twins before rules: rule actions reach devices through them.
+	if err := h.openTwins(ctx); err != nil {
+		return nil, err
+	}
 	if err := h.openRules(ctx); err != nil {
 		return nil, err
 	}
@@ -141,9 +145,6 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 	h.tls, err = pki.EnsureServerCert(filepath.Join(cfg.Data, "pki"), cfg.TLSCert, cfg.TLSKey, extra)
 	if err != nil {
 		return nil, fmt.Errorf("server certificate: %w", err)
-	}
-	if err := h.openTwins(ctx); err != nil {
-		return nil, err
 	}
 	h.Gateway, err = gateway.New(gateway.Config{
 		MQTTAddr: cfg.MQTT, MQTTSAddr: cfg.MQTTS, TLS: h.tls, MaxPayload: cfg.MaxPayload,

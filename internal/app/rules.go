@@ -69,8 +69,7 @@ func (h *Hub) openRules(ctx context.Context) error {
 	if rs.dispatch, err = actions.New(ctx, actions.Config{
 		DB: db, Driver: driver, Source: rs.store, Recorder: rs.alerts,
 		Bus: natsPublisher{h.Bus.Conn()}, Logger: h.log,
-		// Devices: direct methods, desired patches and C2D come with twins;
-		// until then device actions end as dead letters that say so.
+		Devices: h.TwinDevices(),
 	}); err != nil {
 		return fmt.Errorf("open the actions outbox: %w", err)
 	}

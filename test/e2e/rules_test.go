@@ -173,3 +173,40 @@ func TestRuleAlertWebhookEndToEnd(t *testing.T) {
 	acme.MustDo(t, 200, "POST", "/api/v1/rules/"+created.ID+"/disable", nil, nil)
 	acme.MustDo(t, 204, "DELETE", "/api/v1/rules/"+created.ID, nil, nil)
 }
+
+// A rule's device action reaches the device: here a cloud-to-device message
+// queued for the alerting device.
+func TestRuleDeviceActionQueuesC2D(t *testing.T) {
+	hub := testutil.StartHub(t, testutil.Options{})
+	a := hub.API()
+	dev := a.CreateDevice(t, "chiller-2", nil)
+	a.MustDo(t, 201, "POST", "/api/v1/rules", map[string]any{
+		"name": "chiller too warm", "condition": "outlet_temp > 12", "severity": "minor",
+		"actions": []map[string]any{{"type": "device", "op": "c2d", "payload": map[string]any{"command": "boost"}}},
+	}, nil)
+	c := hub.MustConnect(t, dev, testutil.DeviceOptions{})
+	// The rules engine picks up new rules within seconds; keep sending.
+	var msgs []map[string]any
+	testutil.Eventually(t, 30*time.Second, "a C2D message queued by the rule", func() bool {
+		testutil.Publish(t, c, dev.ID, map[string]any{"outlet_temp": 14.5})
+		var raw any
+		a.MustDo(t, 200, "GET", "/api/v1/devices/chiller-2/messages", nil, &raw)
+		msgs = nil
+		switch v := raw.(type) {
+		case []any:
+			for _, x := range v {
+				msgs = append(msgs, x.(map[string]any))
+			}
+		case map[string]any:
+			if items, ok := v["items"].([]any); ok {
+				for _, x := range items {
+					msgs = append(msgs, x.(map[string]any))
+				}
+			}
+		}
+		return len(msgs) > 0
+	})
+	if len(msgs) != 1 {
+		t.Fatalf("the rule queued %d messages, want 1 (one alert, one action): %v", len(msgs), msgs)
+	}
+}
