@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"github.com/shopfloor/shopfloor/internal/alerts"
 	"github.com/shopfloor/shopfloor/internal/gateway"
 	"github.com/shopfloor/shopfloor/internal/tsdb"
+	"github.com/shopfloor/shopfloor/internal/twin"
 	"github.com/shopfloor/shopfloor/internal/web"
 )
 
@@ -24,7 +26,18 @@ func (h *Hub) newConsole() (http.Handler, error) {
 	if h.rules != nil {
 		alertsView = consoleAlerts{h.rules.alerts}
 	}
+	var (
+		twinsView    web.Twins
+		methodsView  web.Methods
+		messagesView web.Messages
+	)
+	if h.twins != nil {
+		twinsView, methodsView, messagesView = consoleTwins{h.twins}, consoleTwins{h.twins}, consoleTwins{h.twins}
+	}
 	srv, err := web.New(web.Deps{
+		Twins:      twinsView,
+		Methods:    methodsView,
+		Messages:   messagesView,
 		Alerts:     alertsView,
 		Registry:   h.Registry,
 		Telemetry:  consoleTelemetry{h.TSDB},
@@ -97,4 +110,46 @@ func (a consoleAlerts) Recent(ctx context.Context, org, device string, limit int
 			State: string(x.State), Message: x.Message, At: x.LastSeen})
 	}
 	return out, nil
+}
+
+// consoleTwins lets the console read and edit twins, invoke methods and send
+// cloud-to-device messages through the same services as the REST API.
+type consoleTwins struct{ ts *twinSet }
+
+func toConsoleTwin(t twin.Twin) (web.Twin, error) {
+	desired, err := json.Marshal(t.Desired)
+	if err != nil {
+		return web.Twin{}, err
+	}
+	reported, err := json.Marshal(t.Reported)
+	if err != nil {
+		return web.Twin{}, err
+	}
+	return web.Twin{Desired: desired, Reported: reported, ETag: t.ETag()}, nil
+}
+
+func (c consoleTwins) Get(ctx context.Context, org, device string) (web.Twin, error) {
+	t, err := c.ts.svc.Get(ctx, org, device)
+	if err != nil {
+		return web.Twin{}, err
+	}
+	return toConsoleTwin(t)
+}
+
+func (c consoleTwins) PatchDesired(ctx context.Context, org, device string, patch json.RawMessage, ifMatch string) (web.Twin, error) {
+	t, err := c.ts.patchDesired(ctx, org, device, twin.Patch{Desired: patch}, ifMatch)
+	if err != nil {
+		return web.Twin{}, err
+	}
+	return toConsoleTwin(t)
+}
+
+func (c consoleTwins) Invoke(ctx context.Context, org, device, method string, payload json.RawMessage, timeout time.Duration) (int, json.RawMessage, error) {
+	st, resp, err := c.ts.router.Invoke(ctx, org, device, method, payload, timeout)
+	return st, resp, err
+}
+
+func (c consoleTwins) Send(ctx context.Context, org, device string, body []byte) error {
+	_, err := c.ts.sendC2D(ctx, org, device, body, nil, 0)
+	return err
 }
