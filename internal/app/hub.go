@@ -169,7 +169,7 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 	}
 	srv, err := api.New(api.Deps{
 		Console:       console,
-		Registry:      h.Registry,
+		Registry:      apiRegistry{h.Registry, h},
 		Telemetry:     telemetry{h.TSDB},
 		Events:        telemetry{h.TSDB},
 		Presence:      h.Gateway,

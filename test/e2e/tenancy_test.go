@@ -151,3 +151,23 @@ func cleanupStream(natsURL, prefix string) {
 		b.Close()
 	}
 }
+
+// Deleting a device deletes its twin: a device created again with the same
+// id starts with an empty twin.
+func TestDeleteDeviceDeletesTwin(t *testing.T) {
+	hub := testutil.StartHub(t, testutil.Options{})
+	a := hub.API()
+	a.CreateDevice(t, "robot-9", nil)
+	a.MustDo(t, 200, "PATCH", "/api/v1/devices/robot-9/twin", map[string]any{"properties": map[string]any{"desired": map[string]any{"speed": 3}}}, nil)
+	a.MustDo(t, 204, "DELETE", "/api/v1/devices/robot-9", nil, nil)
+	a.CreateDevice(t, "robot-9", nil)
+	var tw struct {
+		Properties struct {
+			Desired map[string]any `json:"desired"`
+		} `json:"properties"`
+	}
+	a.MustDo(t, 200, "GET", "/api/v1/devices/robot-9/twin", nil, &tw)
+	if _, ok := tw.Properties.Desired["speed"]; ok {
+		t.Fatalf("a re-created device inherited the old twin: %v", tw.Properties.Desired)
+	}
+}
