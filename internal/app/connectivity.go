@@ -74,3 +74,16 @@ func (d registryDirectory) DeviceExists(ctx context.Context, org, dev string) (b
 	}
 	return err == nil, err
 }
+
+// admit is the gateway's CONNECT-time check of the device's SIM (state and
+// IMEI lock). The service is opened after the gateway, hence the nil check.
+func (h *Hub) admit(ctx context.Context, deviceID, imei string) (bool, string, error) {
+	if h.conn == nil {
+		return true, "", nil
+	}
+	d, err := h.conn.CheckConnect(ctx, deviceID, imei)
+	if err != nil {
+		return false, "", err
+	}
+	return d.Allow, d.Reason, nil
+}

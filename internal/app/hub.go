@@ -149,6 +149,7 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 	h.Gateway, err = gateway.New(gateway.Config{
 		MQTTAddr: cfg.MQTT, MQTTSAddr: cfg.MQTTS, TLS: h.tls, MaxPayload: cfg.MaxPayload,
 		OnConnection: h.connectionChanged,
+		Admit:        h.admit,
 		Cloud:        twinCloud{h.twins},
 	}, h.Registry, h.Bus, logger)
 	if err != nil {

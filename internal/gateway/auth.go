@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -271,6 +272,17 @@ func (g *Gateway) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, *a
 		}
 	}
 
+	if g.cfg.Admit != nil {
+		ok, reason, err := g.cfg.Admit(ctx, dev.ID, connectIMEI(pk))
+		if err != nil {
+			g.log.Error("connectivity check failed; refusing connection", "device", id, "error", err)
+			return nil, &authError{code: packets.ErrServerUnavailable, detail: "connectivity check: " + err.Error()}
+		}
+		if !ok {
+			return nil, deny(reason, "refused by connectivity: "+reason, true)
+		}
+	}
+
 	sess := &session{org: dev.Org, device: dev.ID, site: dev.Site, template: dev.Template}
 	if pk.Connect.WillFlag {
 		t, err := azure.ParseTopic(pk.Connect.WillTopic)
@@ -412,4 +424,22 @@ func peerCertificates(c net.Conn) []*x509.Certificate {
 		return c.certs
 	}
 	return nil
+}
+
+// connectIMEI is the IMEI a device presented at CONNECT: the MQTT 5 user
+// property "imei", or an "imei=" parameter in the user name's query string
+// (MQTT 3.1.1 has no properties).
+func connectIMEI(pk packets.Packet) string {
+	for _, p := range pk.Properties.User {
+		if strings.EqualFold(p.Key, "imei") {
+			return p.Val
+		}
+	}
+	name := string(pk.Connect.Username)
+	if i := strings.IndexByte(name, '?'); i >= 0 {
+		if q, err := url.ParseQuery(name[i+1:]); err == nil {
+			return q.Get("imei")
+		}
+	}
+	return ""
 }

@@ -46,6 +46,13 @@ type Config struct {
 	// It runs on mochi's goroutine, so it must not block.
 	OnConnection func(org, device string, connected bool, at time.Time)
 
+	// Admit, when set, decides at CONNECT, after the credentials passed,
+	// whether the device may use the network: the connectivity service
+	// refuses a device whose SIM is not active or whose IMEI is not the
+	// locked one. imei is what the device presented (MQTT 5 user property
+	// "imei", or "imei=" in the user name's query for 3.1.1), or "".
+	Admit func(ctx context.Context, deviceID, imei string) (allow bool, reason string, err error)
+
 	// Cloud, when set, serves twins, direct methods and cloud-to-device
 	// messages (see iothub.go); without it $iothub requests are ignored.
 	Cloud Cloud

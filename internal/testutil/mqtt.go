@@ -16,8 +16,9 @@ import (
 
 // DeviceOptions for ConnectDevice.
 type DeviceOptions struct {
-	TLS    bool // connect to the MQTTS port, trusting the hub's CA
-	WS     bool // connect over WebSocket at /mqtt on the HTTP port
+	TLS    bool   // connect to the MQTTS port, trusting the hub's CA
+	WS     bool   // connect over WebSocket at /mqtt on the HTTP port
+	IMEI   string // presented as imei= in the user name, as 3.1.1 devices do
 	Expiry time.Duration
 	Key    string // override the SAS key
 }
@@ -38,7 +39,7 @@ func (h *Hub) ConnectDevice(t testing.TB, d Device, o DeviceOptions) (mqtt.Clien
 	}
 	opts := mqtt.NewClientOptions().
 		SetClientID(d.ID).
-		SetUsername("localhost/" + d.ID + "/?api-version=2021-04-12").
+		SetUsername("localhost/" + d.ID + "/?api-version=2021-04-12" + imeiParam(o.IMEI)).
 		SetPassword(tok).
 		SetProtocolVersion(4).
 		SetAutoReconnect(false).
@@ -97,4 +98,11 @@ func Publish(t testing.TB, c mqtt.Client, deviceID string, body any) {
 	if err := tk.Error(); err != nil {
 		t.Fatalf("publish from %s: %v", deviceID, err)
 	}
+}
+
+func imeiParam(imei string) string {
+	if imei == "" {
+		return ""
+	}
+	return "&imei=" + imei
 }
