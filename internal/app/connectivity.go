@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -86,4 +87,16 @@ func (h *Hub) admit(ctx context.Context, deviceID, imei string) (bool, string, e
 		return false, "", err
 	}
 	return d.Allow, d.Reason, nil
+}
+
+// meter counts a device's MQTT bytes for usage and bitrate limits.
+func (h *Hub) meter(deviceID string, uplink bool, n int) time.Duration {
+	if h.conn == nil {
+		return 0
+	}
+	dir := connectivity.Downlink
+	if uplink {
+		dir = connectivity.Uplink
+	}
+	return h.conn.Account(deviceID, dir, n)
 }

@@ -150,6 +150,7 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 		MQTTAddr: cfg.MQTT, MQTTSAddr: cfg.MQTTS, TLS: h.tls, MaxPayload: cfg.MaxPayload,
 		OnConnection: h.connectionChanged,
 		Admit:        h.admit,
+		Meter:        h.meter,
 		Cloud:        twinCloud{h.twins},
 	}, h.Registry, h.Bus, logger)
 	if err != nil {

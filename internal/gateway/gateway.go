@@ -53,6 +53,12 @@ type Config struct {
 	// "imei", or "imei=" in the user name's query for 3.1.1), or "".
 	Admit func(ctx context.Context, deviceID, imei string) (allow bool, reason string, err error)
 
+	// Meter, when set, counts a device's MQTT bytes each way (uplink true:
+	// device to hub) and returns how long to hold the device back so it
+	// stays within its bitrate; the gateway pauses reading from an uplink
+	// that is over its rate, which throttles the device through TCP.
+	Meter func(deviceID string, uplink bool, bytes int) time.Duration
+
 	// Cloud, when set, serves twins, direct methods and cloud-to-device
 	// messages (see iothub.go); without it $iothub requests are ignored.
 	Cloud Cloud

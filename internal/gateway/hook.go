@@ -201,6 +201,9 @@ func (g *Gateway) ingest(cl *mqtt.Client, s *session, pk packets.Packet, bag str
 		g.recordError(s.device, fmt.Sprintf("message of %d bytes refused: the limit is %d bytes", len(pk.Payload), g.cfg.MaxPayload), now)
 		return g.refuse(cl, pk, packets.ErrPacketTooLarge)
 	}
+	if wait := g.meter(s.device, true, len(pk.TopicName)+len(pk.Payload)); wait > 0 {
+		time.Sleep(min(wait, maxThrottle))
+	}
 	t, err := g.telemetry(s, bag, pk.Payload, pk.Properties.User, now)
 	if err != nil {
 		g.stats.malformed.Add(1)
@@ -300,4 +303,16 @@ func (g *Gateway) sendWill(s *session) {
 		return
 	}
 	g.stats.stored.Add(1)
+}
+
+// maxThrottle bounds one pause of an over-rate device, so a misconfigured
+// bitrate cannot stall a connection past its keep-alive.
+const maxThrottle = 5 * time.Second
+
+// meter reports traffic to Config.Meter, if set.
+func (g *Gateway) meter(deviceID string, uplink bool, n int) time.Duration {
+	if g.cfg.Meter == nil {
+		return 0
+	}
+	return g.cfg.Meter(deviceID, uplink, n)
 }

@@ -169,7 +169,7 @@ func (g *Gateway) twinResponse(cl *mqtt.Client, s *session, status int, rid, ver
 	if version != "" {
 		topic += "&$version=" + version
 	}
-	if err := writePublish(cl, topic, body, 0, 0); err != nil {
+	if err := g.writePublish(cl, topic, body, 0, 0); err != nil {
 		g.log.Debug("twin response not written", "device", s.device, "error", err)
 	}
 }
@@ -177,7 +177,8 @@ func (g *Gateway) twinResponse(cl *mqtt.Client, s *session, status int, rid, ver
 // writePublish writes a PUBLISH to one connection. QoS 1 packets are
 // tracked in the client's inflight store so that mochi resends them and
 // reports their PUBACK through OnQosComplete.
-func writePublish(cl *mqtt.Client, topic string, payload []byte, qos byte, expires int64) error {
+func (g *Gateway) writePublish(cl *mqtt.Client, topic string, payload []byte, qos byte, expires int64) error {
+	g.meter(cl.ID, false, len(topic)+len(payload))
 	pk := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos},
 		TopicName:   topic,
@@ -222,7 +223,7 @@ func (g *Gateway) SendMethod(device, rid, method string, payload []byte) error {
 	if len(payload) == 0 {
 		payload = []byte("null")
 	}
-	return writePublish(cl, "$iothub/methods/POST/"+method+"/?$rid="+url.QueryEscape(rid), payload, 0, 0)
+	return g.writePublish(cl, "$iothub/methods/POST/"+method+"/?$rid="+url.QueryEscape(rid), payload, 0, 0)
 }
 
 // NotifyDesired sends a desired-properties patch (with $version) to a
@@ -232,7 +233,7 @@ func (g *Gateway) NotifyDesired(device string, version int64, patch []byte) {
 	if !ok || s.subs.Load()&subDesired == 0 {
 		return
 	}
-	if err := writePublish(cl, "$iothub/twin/PATCH/properties/desired/?$version="+strconv.FormatInt(version, 10), patch, 0, 0); err != nil {
+	if err := g.writePublish(cl, "$iothub/twin/PATCH/properties/desired/?$version="+strconv.FormatInt(version, 10), patch, 0, 0); err != nil {
 		g.log.Debug("desired notification not written", "device", device, "error", err)
 	}
 }
@@ -359,7 +360,7 @@ func (g *Gateway) deliverRound(cl *mqtt.Client, s *session) {
 		topic := "devices/" + s.device + "/messages/devicebound/" + azure.EncodeBag(props)
 		if s.subs.Load()&subC2DQoS1 == 0 {
 			// Subscribed at QoS 0: written is as delivered as it gets.
-			if err := writePublish(cl, topic, m.Body, 0, 0); err == nil {
+			if err := g.writePublish(cl, topic, m.Body, 0, 0); err == nil {
 				if err := g.cfg.Cloud.CompleteC2D(ctx, s.org, s.device, m.ID); err != nil {
 					g.log.Debug("cloud-to-device completion not recorded", "device", s.device, "error", err)
 				}
@@ -381,6 +382,7 @@ func (g *Gateway) deliverRound(cl *mqtt.Client, s *session) {
 		s.c2d.mu.Unlock()
 		cl.State.Inflight.Set(pk)
 		cl.State.Inflight.DecreaseSendQuota()
+		g.meter(cl.ID, false, len(topic)+len(m.Body))
 		if err := cl.WritePacket(pk); err != nil {
 			return // the message stays in flight; a resumed session resends it, else the next connection does
 		}

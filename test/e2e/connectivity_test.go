@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,4 +71,62 @@ func TestSIMStateAndIMEILockAtConnect(t *testing.T) {
 	testutil.Eventually(t, time.Second, "the device disconnected after its SIM was suspended", func() bool {
 		return !c.IsConnectionOpen()
 	})
+}
+
+// A device group's uplink bitrate holds the device to it through the MQTT
+// gateway: measured throughput within ±10% of the configured rate.
+func TestDeviceGroupBitrateAtGateway(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for about four seconds")
+	}
+	hub := testutil.StartHub(t, testutil.Options{})
+	a := hub.API()
+	a.MustDo(t, 201, "POST", "/api/v1/sites", map[string]any{"id": "plant-north", "name": "North"}, nil)
+	dev := a.CreateDevice(t, "agv-7", map[string]any{"site": "plant-north"})
+	iccid := luhn("894400000000000002")
+	a.MustDo(t, 201, "POST", "/api/v1/connectivity/sims", map[string]any{"iccid": iccid, "imsi": "001010000000002", "label": "AGV 7"}, nil)
+	a.MustDo(t, 200, "PATCH", "/api/v1/connectivity/sims/"+iccid, map[string]any{"device": "agv-7"}, nil)
+	a.MustDo(t, 200, "POST", "/api/v1/connectivity/sims/"+iccid+"/state", map[string]any{"state": "ACTIVATED"}, nil)
+	const rate = 80_000 // bits per second = 10,000 bytes per second
+	a.MustDo(t, 201, "PUT", "/api/v1/connectivity/traffic-classes/silver", map[string]any{"name": "silver", "arp": 8, "qci": 9, "pdb": 300, "pelr": 6}, nil)
+	var e any
+	st := a.Do(t, "PUT", "/api/v1/connectivity/device-groups/agvs", map[string]any{
+		"name": "agvs", "site": "plant-north", "devices": []string{"agv-7"},
+		"ipDomain":  map[string]any{"dnn": "internet", "subnet": "172.250.0.0/16", "dns": []string{"8.8.8.8"}, "mtu": 1460},
+		"mbrUplink": rate, "mbrDownlink": rate, "trafficClass": "silver",
+	}, &e)
+	if st != 200 && st != 201 {
+		t.Fatalf("create device group: %d %v", st, e)
+	}
+	c := hub.MustConnect(t, dev, testutil.DeviceOptions{})
+	topic := "devices/agv-7/messages/events/"
+	payload := []byte(`{"pad":"` + strings.Repeat("x", 960) + `"}`)
+	per := len(topic) + len(payload)
+	// Spend the burst (one second at the rate) first, then measure the
+	// steady rate.
+	for i := 0; i < 12; i++ {
+		testutil.Publish(t, c, dev.ID, payload)
+	}
+	start := time.Now()
+	sent := 0
+	for time.Since(start) < 4*time.Second {
+		testutil.Publish(t, c, dev.ID, payload)
+		sent += per
+	}
+	got := float64(sent) * 8 / time.Since(start).Seconds()
+	if got < rate*0.9 || got > rate*1.1 {
+		t.Fatalf("uplink ran at %.0f bit/s, want %d ±10%%", got, rate)
+	}
+	t.Logf("uplink %.0f bit/s against a limit of %d", got, rate)
+	// Metered usage on the SIM counts every uplink byte the gateway saw.
+	var sim struct {
+		Usage struct {
+			UpBytes    int64 `json:"upBytes"`
+			UpMessages int64 `json:"upMessages"`
+		} `json:"usage"`
+	}
+	a.MustDo(t, 200, "GET", "/api/v1/connectivity/sims/"+iccid, nil, &sim)
+	if sim.Usage.UpBytes < int64(sent+12*per) || sim.Usage.UpMessages < int64(sent/per+12) {
+		t.Fatalf("metered usage %+v, sent at least %d bytes in %d messages", sim.Usage, sent+12*per, sent/per+12)
+	}
 }
