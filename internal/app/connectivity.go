@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/shopfloor/shopfloor/internal/alerts"
 	"github.com/shopfloor/shopfloor/internal/api"
 	"github.com/shopfloor/shopfloor/internal/connectivity"
 	"github.com/shopfloor/shopfloor/internal/registry"
@@ -23,6 +25,7 @@ func (h *Hub) openConnectivity(ctx context.Context) error {
 	}
 	svc, err := connectivity.New(ctx, connectivity.Options{
 		DB: h.store.DB(), Dialect: d, Directory: registryDirectory{h.Registry}, Logger: h.log,
+		Alerts: connAlerts{h},
 		Disconnect: func(deviceID, reason string) {
 			if h.Gateway != nil && h.Gateway.Disconnect(deviceID) {
 				h.log.Info("device disconnected by connectivity", "device", deviceID, "reason", reason)
@@ -99,4 +102,30 @@ func (h *Hub) meter(deviceID string, uplink bool, n int) time.Duration {
 		dir = connectivity.Uplink
 	}
 	return h.conn.Account(deviceID, dir, n)
+}
+
+// connAlerts raises connectivity's system alerts (IMEI mismatch, data
+// limits) as ordinary alerts, deduplicated per kind and device like a rule's.
+type connAlerts struct{ h *Hub }
+
+func (c connAlerts) Raise(ctx context.Context, a connectivity.Alert) error {
+	if c.h.rules == nil {
+		c.h.log.Warn("connectivity alert (alerts service not running)", "kind", a.Kind, "iccid", a.ICCID, "message", a.Message)
+		return nil
+	}
+	target := a.Device
+	if target == "" {
+		target = "sim:" + a.ICCID
+	}
+	sev := alerts.Severity(a.Severity)
+	switch sev {
+	case alerts.SeverityCritical, alerts.SeverityMajor, alerts.SeverityMinor, alerts.SeverityWarning, alerts.SeverityInfo:
+	default:
+		sev = alerts.SeverityMajor
+	}
+	_, _, err := c.h.rules.alerts.Fire(ctx, alerts.FireRequest{
+		Org: a.Org, Rule: "connectivity:" + a.Kind, RuleName: "SIM " + strings.ReplaceAll(a.Kind, "_", " "),
+		Device: target, Severity: sev, Message: a.Message, At: a.At,
+	})
+	return err
 }

@@ -60,6 +60,17 @@ func TestSIMStateAndIMEILockAtConnect(t *testing.T) {
 		t.Fatal("the device connected with another IMEI although the SIM is IMEI-locked")
 	}
 	// Suspending the SIM drops the live connection within a second.
+	// ... and raises an alert.
+	testutil.Eventually(t, 5*time.Second, "an unauthorized_imei alert", func() bool {
+		var page struct {
+			Items []struct {
+				Rule     string `json:"rule"`
+				Severity string `json:"severity"`
+			} `json:"items"`
+		}
+		a.MustDo(t, 200, "GET", "/api/v1/alerts?device=agv-12&state=open", nil, &page)
+		return len(page.Items) == 1 && page.Items[0].Rule == "connectivity:unauthorized_imei"
+	})
 	// A refused IMEI does not lock the rightful device out.
 	var sim map[string]any
 	a.MustDo(t, 200, "GET", "/api/v1/connectivity/sims/"+iccid, nil, &sim)
