@@ -12,6 +12,7 @@ import (
 	"github.com/shopfloor/shopfloor/internal/alerts"
 	"github.com/shopfloor/shopfloor/internal/api"
 	"github.com/shopfloor/shopfloor/internal/connectivity"
+	"github.com/shopfloor/shopfloor/internal/connectivity/sdcore"
 	"github.com/shopfloor/shopfloor/internal/registry"
 )
 
@@ -23,7 +24,16 @@ func (h *Hub) openConnectivity(ctx context.Context) error {
 	if h.cfg.Postgres != "" {
 		d = connectivity.Postgres
 	}
+	var core connectivity.Core
+	if h.cfg.SDCore != "" {
+		c, err := sdcore.New(h.cfg.SDCore, nil)
+		if err != nil {
+			return fmt.Errorf("SD-Core at %s: %w", h.cfg.SDCore, err)
+		}
+		core = c
+	}
 	svc, err := connectivity.New(ctx, connectivity.Options{
+		Core: core,
 		DB: h.store.DB(), Dialect: d, Directory: registryDirectory{h.Registry}, Logger: h.log,
 		Alerts: connAlerts{h},
 		Disconnect: func(deviceID, reason string) {

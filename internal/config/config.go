@@ -34,6 +34,7 @@ type Config struct {
 	MaxPayload int           `yaml:"max_payload" flag:"max-payload" usage:"largest device message in bytes"`
 	Retention  time.Duration `yaml:"retention" flag:"retention" usage:"default telemetry retention for new organizations"`
 	LogLevel   string        `yaml:"log_level" flag:"log-level" usage:"debug, info, warn or error"`
+	SDCore     string        `yaml:"sdcore" flag:"sdcore" usage:"SD-Core web console URL (e.g. http://webui:5000) that receives subscribers, device groups and slices (empty: none)"`
 	BusPrefix  string        `yaml:"bus_prefix" flag:"bus-prefix" usage:"name prefix for streams and subjects on a shared NATS"`
 	// AdminToken is the bootstrap admin token on first start (env only, so it
 	// does not show in the process list).
