@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shopfloor/shopfloor/internal/alerts"
+	"github.com/shopfloor/shopfloor/internal/connectivity"
 	"github.com/shopfloor/shopfloor/internal/gateway"
 	"github.com/shopfloor/shopfloor/internal/tsdb"
 	"github.com/shopfloor/shopfloor/internal/twin"
@@ -34,16 +35,21 @@ func (h *Hub) newConsole() (http.Handler, error) {
 	if h.twins != nil {
 		twinsView, methodsView, messagesView = consoleTwins{h.twins}, consoleTwins{h.twins}, consoleTwins{h.twins}
 	}
+	var connView web.Connectivity
+	if h.conn != nil {
+		connView = consoleConnectivity{h.conn}
+	}
 	srv, err := web.New(web.Deps{
-		Twins:      twinsView,
-		Methods:    methodsView,
-		Messages:   messagesView,
-		Alerts:     alertsView,
-		Registry:   h.Registry,
-		Telemetry:  consoleTelemetry{h.TSDB},
-		Presence:   consolePresence{h.Gateway},
-		Dashboards: dash,
-		Logger:     h.log.With("module", "web"),
+		Connectivity: connView,
+		Twins:        twinsView,
+		Methods:      methodsView,
+		Messages:     messagesView,
+		Alerts:       alertsView,
+		Registry:     h.Registry,
+		Telemetry:    consoleTelemetry{h.TSDB},
+		Presence:     consolePresence{h.Gateway},
+		Dashboards:   dash,
+		Logger:       h.log.With("module", "web"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("web console: %w", err)
@@ -152,4 +158,36 @@ func (c consoleTwins) Invoke(ctx context.Context, org, device, method string, pa
 func (c consoleTwins) Send(ctx context.Context, org, device string, body []byte) error {
 	_, err := c.ts.sendC2D(ctx, org, device, body, nil, 0)
 	return err
+}
+
+// consoleConnectivity lists SIMs with this cycle's usage, and slices.
+type consoleConnectivity struct{ svc *connectivity.Service }
+
+func (c consoleConnectivity) SIMs(ctx context.Context, org string, limit int) ([]web.SIMRow, error) {
+	sims, _, err := c.svc.ListSIMs(ctx, org, connectivity.SIMFilter{Limit: limit})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]web.SIMRow, 0, len(sims))
+	for _, s := range sims {
+		row := web.SIMRow{ICCID: s.ICCID, IMSI: s.IMSI, Label: s.Label, State: string(s.State), SystemState: s.SystemState,
+			Device: s.Device, IMEI: s.IMEI, IMEILock: s.IMEILock}
+		if u, err := c.svc.SIMUsage(ctx, org, s.ICCID); err == nil {
+			row.UpBytes, row.DownBytes = u.UpBytes, u.DownBytes
+		}
+		out = append(out, row)
+	}
+	return out, nil
+}
+
+func (c consoleConnectivity) Slices(ctx context.Context, org string) ([]web.SliceRow, error) {
+	sl, err := c.svc.ListSlices(ctx, org)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]web.SliceRow, 0, len(sl))
+	for _, s := range sl {
+		out = append(out, web.SliceRow{Name: s.Name, Site: s.Site, SD: s.SD, SST: s.SST, DefaultBehavior: s.DefaultBehavior, DeviceGroups: s.DeviceGroups})
+	}
+	return out, nil
 }

@@ -24,6 +24,7 @@ var funcs = template.FuncMap{
 	"sparkline": sparkline,
 	"fmtval":    fmtVal,
 	"join":      strings.Join,
+	"bytes":     humanBytes,
 	"tags": func(m map[string]string) string {
 		parts := make([]string, 0, len(m))
 		for _, k := range sortedKeys(m) {
@@ -231,4 +232,18 @@ func sparkline(vals []float64) template.HTML {
 		fmt.Fprintf(&b, "%.1f,%.1f ", x, y)
 	}
 	return template.HTML(`<svg class="spark" width="120" height="24" viewBox="0 0 120 24" aria-hidden="true"><polyline fill="none" stroke="currentColor" stroke-width="1.5" points="` + strings.TrimSpace(b.String()) + `"/></svg>`)
+}
+
+// humanBytes prints a byte count the way a usage report does: 1.2 MB.
+func humanBytes(n int64) string {
+	const unit = 1000
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
 }

@@ -75,7 +75,22 @@ func (s *Server) rules(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) connectivity(w http.ResponseWriter, r *http.Request) {
-	s.render(w, r, http.StatusOK, "connectivity", nil)
+	d := map[string]any{"On": s.deps.Connectivity != nil}
+	if s.deps.Connectivity != nil {
+		org := viewerOf(r).org
+		sims, err := s.deps.Connectivity.SIMs(r.Context(), org, 200)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		slices, err := s.deps.Connectivity.Slices(r.Context(), org)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		d["SIMs"], d["Slices"] = sims, slices
+	}
+	s.render(w, r, http.StatusOK, "connectivity", d)
 }
 
 func sortedKeys(m map[string]string) []string {

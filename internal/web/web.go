@@ -128,7 +128,10 @@ type Deps struct {
 	Messages  Messages
 	// Dashboards stores dashboards; nil keeps them in memory.
 	Dashboards DashboardStore
-	Logger     *slog.Logger
+	// Connectivity lists the private network's SIMs and slices; nil shows
+	// the page as not configured.
+	Connectivity Connectivity
+	Logger       *slog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// SessionTTL is how long a sign-in lasts without use; 12 h when zero.
@@ -185,3 +188,23 @@ func New(deps Deps) (*Server, error) {
 
 // ServeHTTP serves the console.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// SIMRow is one SIM as the connectivity page lists it.
+type SIMRow struct {
+	ICCID, IMSI, Label, State, SystemState, Device, IMEI string
+	IMEILock                                             bool
+	UpBytes, DownBytes                                   int64
+}
+
+// SliceRow is one network slice with its device groups.
+type SliceRow struct {
+	Name, Site, SD, DefaultBehavior string
+	SST                             int
+	DeviceGroups                    []string
+}
+
+// Connectivity reads the private network's subscriber side.
+type Connectivity interface {
+	SIMs(ctx context.Context, org string, limit int) ([]SIMRow, error)
+	Slices(ctx context.Context, org string) ([]SliceRow, error)
+}

@@ -68,6 +68,9 @@ func TestConsoleInChromium(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	testutil.Eventually(t, 30*time.Second, "simulated devices connected", func() bool { return fleet.Stats().Connected == 4 })
 
+	// One SIM, so the connectivity page has something to list.
+	h.API().MustDo(t, 201, "POST", "/api/v1/connectivity/sims", map[string]any{"iccid": "8944000000000000019", "imsi": "001010000000009", "label": "AGV north 1"}, nil)
+
 	viewer, err := h.Registry.CreateToken(ctx, h.OperatorOrg, "console-viewer", registry.RoleViewer)
 	if err != nil {
 		t.Fatal(err)

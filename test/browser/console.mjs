@@ -171,7 +171,8 @@ await test("dashboards", async (page) => {
 
 await test("connectivity-and-placeholders", async (page) => {
   await timedGoto(page, "/connectivity");
-  check((await page.getByTestId("connectivity-state").innerText()).includes("Nothing is configured yet"), "connectivity says nothing is configured");
+  const sims = await page.getByTestId("sims").innerText();
+  check(sims.includes("8944000000000000019") && sims.includes("INVENTORY") && sims.includes("AGV north 1"), "connectivity lists the SIM with its state");
   await shot(page, "10-connectivity");
   await timedGoto(page, "/rules");
   await shot(page, "11-rules");
