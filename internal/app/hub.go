@@ -65,8 +65,10 @@ type Hub struct {
 	httpsLn  net.Listener
 	httpsSrv *http.Server
 	rules    *ruleSet              // rules.go
+	anomaly  *anomalySet           // anomaly.go
 	exports  *export.Manager       // exports.go
 	conn     *connectivity.Service // connectivity.go
+	tmpl     *templateSet          // templates.go
 
 	// AdminSecret is the bootstrap admin token, set only on the first start.
 	AdminSecret string
@@ -127,8 +129,15 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 		return nil, fmt.Errorf("start the bus: %w", err)
 	}
 	h.writer = ingest.New(h.Bus, h.TSDB, h.Registry, h.metrics, logger)
+	// Anomaly scores feed the rules' anomaly(...).
+	if err := h.openAnomaly(); err != nil {
+		return nil, err
+	}
 	// Twins before rules: rule actions reach devices through them.
 	if err := h.openTwins(ctx); err != nil {
+		return nil, err
+	}
+	if err := h.openTemplates(ctx); err != nil {
 		return nil, err
 	}
 	if err := h.openRules(ctx); err != nil {
@@ -151,7 +160,7 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 		OnConnection: h.connectionChanged,
 		Admit:        h.admit,
 		Meter:        h.meter,
-		Cloud:        twinCloud{h.twins},
+		Cloud:        templateCloud{twinCloud{h.twins}, h},
 	}, h.Registry, h.Bus, logger)
 	if err != nil {
 		return nil, fmt.Errorf("MQTT gateway: %w", err)
@@ -181,6 +190,8 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 		Ready:         h.ready.Load,
 		SASToken:      azure.SASToken,
 		Twins:         twinAPI{h.twins},
+		Templates:     templatesAPI{h.tmpl},
+		Jobs:          jobsAPI{h.tmpl},
 		Rules:         rulesAPI{h.rules},
 		Alerts:        alertsAPI{h.rules},
 		Exports:       exportsAPI{h.exports},
@@ -232,8 +243,10 @@ func (h *Hub) Run(ctx context.Context) error {
 	h.runTwins(ctx, g)
 	h.runHTTPS(ctx, g)
 	h.runRules(ctx, g)
+	h.runAnomaly(ctx, g)
 	h.runExports(ctx, g)
 	h.runConnectivity(ctx, g)
+	h.runTemplates(ctx, g)
 	g.Go(func() error {
 		err := h.httpSrv.Serve(h.httpLn)
 		if errors.Is(err, http.ErrServerClosed) {

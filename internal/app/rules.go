@@ -56,7 +56,7 @@ func (h *Hub) openRules(ctx context.Context) error {
 	driver := h.driverName()
 	rs := &ruleSet{history: tsdbHistory{h.TSDB}, dir: &deviceDirectory{reg: h.Registry}, log: h.log}
 	var err error
-	if rs.store, err = rules.NewStore(ctx, rules.StoreConfig{DB: db, Driver: driver}); err != nil {
+	if rs.store, err = rules.NewStore(ctx, rules.StoreConfig{DB: db, Driver: driver, Compile: rules.CompileOptions{Anomaly: h.anomaly != nil}}); err != nil {
 		return fmt.Errorf("open the rules store: %w", err)
 	}
 	// The dispatcher and the alerts service refer to each other (outcomes
@@ -76,6 +76,7 @@ func (h *Hub) openRules(ctx context.Context) error {
 	pubs.ps = alerts.Publishers{rs.dispatch, alertBus{nc: h.Bus.Conn(), prefix: h.busPrefix()}}
 	if rs.engine, err = rules.NewEngine(ctx, rules.Config{
 		Store: rs.store, Alerts: rs.alerts, Directory: rs.dir, History: rs.history, Logger: h.log,
+		Anomaly: h.anomalyScorer(),
 	}); err != nil {
 		return fmt.Errorf("start the rules engine: %w", err)
 	}

@@ -82,7 +82,20 @@ func (a rulesAPI) CreateRule(ctx context.Context, org string, in api.RuleSpec) (
 	if err != nil {
 		return api.Rule{}, err
 	}
-	return a.out(a.rs.store.Create(ctx, r))
+	return a.reloaded(ctx)(a.out(a.rs.store.Create(ctx, r)))
+}
+
+// reloaded makes a rule change take effect at once rather than at the
+// engine's next poll (a few seconds).
+func (a rulesAPI) reloaded(ctx context.Context) func(api.Rule, error) (api.Rule, error) {
+	return func(r api.Rule, err error) (api.Rule, error) {
+		if err == nil && a.rs.engine != nil {
+			if rerr := a.rs.engine.Reload(ctx); rerr != nil {
+				a.rs.log.Warn("rule saved; the engine picks it up at its next poll", "err", rerr)
+			}
+		}
+		return r, err
+	}
 }
 
 func (a rulesAPI) GetRule(ctx context.Context, org, id string) (api.Rule, error) {
@@ -114,18 +127,22 @@ func (a rulesAPI) UpdateRule(ctx context.Context, org, id string, in api.RuleSpe
 			out, err = a.rs.store.Disable(ctx, org, id)
 		}
 	}
-	return a.out(out, err)
+	return a.reloaded(ctx)(a.out(out, err))
 }
 
 func (a rulesAPI) DeleteRule(ctx context.Context, org, id string) error {
-	return mapErr(a.rs.store.Delete(ctx, org, id))
+	if err := a.rs.store.Delete(ctx, org, id); err != nil {
+		return mapErr(err)
+	}
+	_, err := a.reloaded(ctx)(api.Rule{}, nil)
+	return err
 }
 
 func (a rulesAPI) SetRuleDisabled(ctx context.Context, org, id string, disabled bool) (api.Rule, error) {
 	if disabled {
-		return a.out(a.rs.store.Disable(ctx, org, id))
+		return a.reloaded(ctx)(a.out(a.rs.store.Disable(ctx, org, id)))
 	}
-	return a.out(a.rs.store.Enable(ctx, org, id))
+	return a.reloaded(ctx)(a.out(a.rs.store.Enable(ctx, org, id)))
 }
 
 func (a rulesAPI) DryRun(ctx context.Context, org string, in api.RuleSpec, from, to time.Time) (api.DryRunResult, error) {

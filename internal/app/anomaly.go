@@ -1,0 +1,152 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/shopfloor/shopfloor/internal/anomaly"
+	"github.com/shopfloor/shopfloor/internal/bus"
+	"github.com/shopfloor/shopfloor/internal/ingest"
+	"github.com/shopfloor/shopfloor/internal/rules"
+	"github.com/shopfloor/shopfloor/internal/tsdb"
+)
+
+// ScoreField is the telemetry field under which a device's anomaly score is
+// stored, so it charts beside the raw signals (metric anomaly_score).
+const ScoreField = "anomaly.score"
+
+// anomalySet runs the streaming detectors on the hub: a durable bus consumer
+// scores every device update, writes the score to the tsdb and keeps the
+// latest score per device for the rules engine's anomaly(...).
+type anomalySet struct {
+	mgr      *anomaly.Manager
+	tsdb     *tsdb.DB
+	snapshot string
+
+	mu     sync.RWMutex
+	scores map[anomaly.Key]deviceAnomaly
+}
+
+type deviceAnomaly struct {
+	score  float64
+	fields map[string]float64 // per-field score: the device score times the field's share of the top share
+}
+
+func (h *Hub) openAnomaly() error {
+	mgr, err := anomaly.NewManager(anomaly.ManagerConfig{Default: anomaly.Template{Kind: anomaly.KindUnivariate}, MaxDevices: 100_000, Logger: h.log})
+	if err != nil {
+		return fmt.Errorf("anomaly detection: %w", err)
+	}
+	a := &anomalySet{mgr: mgr, tsdb: h.TSDB, snapshot: filepath.Join(h.cfg.Data, "anomaly.snapshot"), scores: map[anomaly.Key]deviceAnomaly{}}
+	// What the detectors learned survives a restart.
+	if b, err := os.ReadFile(a.snapshot); err == nil {
+		if skipped, err := mgr.Restore(bytes.NewReader(b)); err != nil {
+			h.log.Warn("anomaly snapshot not restored; detectors learn again", "err", err)
+		} else if skipped > 0 {
+			h.log.Info("anomaly snapshot restored", "skipped", skipped)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("read anomaly snapshot: %w", err)
+	}
+	h.anomaly = a
+	return nil
+}
+
+func (h *Hub) runAnomaly(ctx context.Context, g *errgroup.Group) {
+	a := h.anomaly
+	g.Go(func() error {
+		err := h.Bus.Consume(ctx, "anomaly", bus.ConsumeOptions{FromNow: true}, a.handle)
+		if serr := a.save(); serr != nil {
+			h.log.Error("save anomaly snapshot", "err", serr)
+		}
+		return err
+	})
+}
+
+// handle scores a batch and stores the scores; it is a bus.Handler.
+func (a *anomalySet) handle(ctx context.Context, batch []*bus.Telemetry) error {
+	var ds anomaly.DeviceScore
+	samples := make([]tsdb.Sample, 0, len(batch))
+	for _, t := range batch {
+		if len(t.Num) == 0 {
+			continue
+		}
+		if err := a.mgr.Observe(anomaly.Update{Org: t.Org, Device: t.Device, Template: t.Template, Time: time.UnixMilli(t.TS), Values: t.Num}, &ds); err != nil {
+			if errors.Is(err, anomaly.ErrTooManyDevices) {
+				continue
+			}
+			return fmt.Errorf("score %s: %w", t.Device, err)
+		}
+		if ds.Late || !ds.Warm {
+			continue
+		}
+		a.remember(ds)
+		samples = append(samples, tsdb.Sample{Labels: scoreLabels(t), T: t.TS, V: ds.Score})
+	}
+	return a.tsdb.Append(ctx, samples)
+}
+
+func scoreLabels(t *bus.Telemetry) labels.Labels {
+	return ingest.SeriesLabels(t.Org, t.Device, t.Site, t.Template, ScoreField)
+}
+
+func (a *anomalySet) remember(ds anomaly.DeviceScore) {
+	top := 0.0
+	for _, c := range ds.Contributions {
+		top = max(top, c.Share)
+	}
+	fields := make(map[string]float64, len(ds.Contributions))
+	for _, c := range ds.Contributions {
+		if top > 0 {
+			fields[c.Field] = ds.Score * c.Share / top
+		}
+	}
+	a.mu.Lock()
+	a.scores[ds.Key] = deviceAnomaly{score: ds.Score, fields: fields}
+	a.mu.Unlock()
+}
+
+// AnomalyScore is the rules engine's anomaly(...): the device's latest
+// score, or one field's part of it. ok is false until the device's
+// detectors have warmed up.
+func (a *anomalySet) AnomalyScore(org, device, field string) (float64, bool) {
+	a.mu.RLock()
+	d, ok := a.scores[anomaly.Key{Org: org, Device: device}]
+	a.mu.RUnlock()
+	if !ok {
+		return 0, false
+	}
+	if field == "" {
+		return d.score, true
+	}
+	return d.fields[field], true
+}
+
+func (a *anomalySet) save() error {
+	var buf bytes.Buffer
+	if err := a.mgr.Snapshot(&buf); err != nil {
+		return err
+	}
+	tmp := a.snapshot + ".tmp"
+	if err := os.WriteFile(tmp, buf.Bytes(), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, a.snapshot)
+}
+
+// anomalyScorer is the rules engine's view; nil when detection is off.
+func (h *Hub) anomalyScorer() rules.AnomalyScorer {
+	if h.anomaly == nil {
+		return nil
+	}
+	return h.anomaly
+}

@@ -1,0 +1,52 @@
+package e2e
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/shopfloor/shopfloor/internal/testutil"
+)
+
+// The hub scores every device update: after warm-up the score is stored as
+// the series anomaly.score beside the signals, and a rule on anomaly()
+// raises an alert when a sensor jumps.
+func TestAnomalyScoreAndRule(t *testing.T) {
+	hub := testutil.StartHub(t, testutil.Options{})
+	a := hub.API()
+	dev := a.CreateDevice(t, "pump-3", nil)
+	a.MustDo(t, 201, "POST", "/api/v1/rules", map[string]any{
+		"name": "pump anomaly", "condition": "anomaly() > 0.9", "severity": "major",
+	}, nil)
+	if st := a.Do(t, "POST", "/api/v1/rules", map[string]any{"name": "bad", "condition": "anomaly(\"vibration\") >"}, nil); st != 400 {
+		t.Fatalf("a broken anomaly condition: %d, want 400", st)
+	}
+	c := hub.MustConnect(t, dev, testutil.DeviceOptions{})
+	base := time.Now().Add(-20 * time.Minute).Truncate(time.Second)
+	// Normal operation for warm-up: a smooth signal with a little ripple.
+	i := 0
+	for ; i < 600; i++ {
+		v := 2.0 + 0.05*math.Sin(float64(i)/7) + 0.01*math.Sin(float64(i)*1.3)
+		testutil.Publish(t, c, dev.ID, map[string]any{"ts": base.Add(time.Duration(i) * time.Second).UnixMilli(), "vibration": v})
+	}
+	testutil.Eventually(t, 15*time.Second, "anomaly score stored", func() bool {
+		_, ok := latest(t, a, dev.ID)["anomaly.score"]
+		return ok
+	})
+	// The bearing lets go.
+	for j := 0; j < 30; j++ {
+		testutil.Publish(t, c, dev.ID, map[string]any{"ts": base.Add(time.Duration(i+j) * time.Second).UnixMilli(), "vibration": 9.0})
+	}
+	testutil.Eventually(t, 20*time.Second, "an alert from anomaly()", func() bool {
+		var page struct {
+			Items []struct {
+				Device string `json:"device"`
+			} `json:"items"`
+		}
+		a.MustDo(t, 200, "GET", "/api/v1/alerts?device=pump-3", nil, &page)
+		return len(page.Items) == 1
+	})
+	if s, _ := latest(t, a, dev.ID)["anomaly.score"].(float64); s < 0.9 {
+		t.Fatalf("latest anomaly score %v after the jump, want > 0.9", s)
+	}
+}
