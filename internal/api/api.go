@@ -94,6 +94,7 @@ type Deps struct {
 	Registry  Registry
 	Telemetry Telemetry
 	Events    Events
+	Anomaly   Anomaly
 	Presence  Presence
 	// Connectivity manages SIMs, device groups and slices; nil answers 503
 	// on /api/v1/connectivity/.
@@ -129,6 +130,10 @@ type Deps struct {
 	// Twins serves device twins, direct methods and cloud-to-device
 	// messages (twin.go); their routes answer 503 when nil.
 	Twins Twins
+	// Templates and Jobs serve /api/v1/templates and /api/v1/jobs
+	// (templates.go, jobs.go); nil answers 503.
+	Templates Templates
+	Jobs      Jobs
 	// SASToken signs a device SAS token (azure.SASToken).
 	SASToken func(host, deviceID, key string, expiry time.Time) (string, error)
 	Logger   *slog.Logger

@@ -25,11 +25,14 @@ func (s *Server) registerRoutes() {
 	s.deviceRoutes()
 	s.telemetryRoutes()
 	s.eventRoutes()
+	s.anomalyRoutes()
 	s.connectivityRoutes()
 	s.twinRoutes()
 	s.ruleRoutes()
 	s.alertRoutes()
 	s.exportRoutes()
+	s.templateRoutes()
+	s.jobRoutes()
 }
 
 func (s *Server) health(w http.ResponseWriter, _ *http.Request) error {

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shopfloor/shopfloor/internal/anomaly"
+	"github.com/shopfloor/shopfloor/internal/api"
 	"github.com/shopfloor/shopfloor/internal/bus"
 	"github.com/shopfloor/shopfloor/internal/ingest"
 	"github.com/shopfloor/shopfloor/internal/rules"
@@ -39,6 +40,7 @@ type anomalySet struct {
 type deviceAnomaly struct {
 	score  float64
 	fields map[string]float64 // per-field score: the device score times the field's share of the top share
+	last   anomaly.DeviceScore
 }
 
 func (h *Hub) openAnomaly() error {
@@ -86,10 +88,13 @@ func (a *anomalySet) handle(ctx context.Context, batch []*bus.Telemetry) error {
 			}
 			return fmt.Errorf("score %s: %w", t.Device, err)
 		}
-		if ds.Late || !ds.Warm {
+		if ds.Late {
 			continue
 		}
 		a.remember(ds)
+		if !ds.Warm {
+			continue // no score while learning
+		}
 		samples = append(samples, tsdb.Sample{Labels: scoreLabels(t), T: t.TS, V: ds.Score})
 	}
 	return a.tsdb.Append(ctx, samples)
@@ -110,8 +115,10 @@ func (a *anomalySet) remember(ds anomaly.DeviceScore) {
 			fields[c.Field] = ds.Score * c.Share / top
 		}
 	}
+	last := ds
+	last.Contributions = append([]anomaly.Contribution(nil), ds.Contributions...)
 	a.mu.Lock()
-	a.scores[ds.Key] = deviceAnomaly{score: ds.Score, fields: fields}
+	a.scores[ds.Key] = deviceAnomaly{score: ds.Score, fields: fields, last: last}
 	a.mu.Unlock()
 }
 
@@ -122,7 +129,7 @@ func (a *anomalySet) AnomalyScore(org, device, field string) (float64, bool) {
 	a.mu.RLock()
 	d, ok := a.scores[anomaly.Key{Org: org, Device: device}]
 	a.mu.RUnlock()
-	if !ok {
+	if !ok || !d.last.Warm {
 		return 0, false
 	}
 	if field == "" {
@@ -149,4 +156,26 @@ func (h *Hub) anomalyScorer() rules.AnomalyScorer {
 		return nil
 	}
 	return h.anomaly
+}
+
+// DeviceAnomaly is the API's view of a device's detector.
+func (a *anomalySet) DeviceAnomaly(_ context.Context, org, device string) (api.AnomalyStatus, error) {
+	a.mu.RLock()
+	d, ok := a.scores[anomaly.Key{Org: org, Device: device}]
+	a.mu.RUnlock()
+	st := api.AnomalyStatus{Device: device, Contributions: []api.AnomalyContribution{}}
+	if info, found := a.mgr.Device(anomaly.Key{Org: org, Device: device}); found {
+		st.Kind, st.Fields = info.Kind, info.Fields
+	}
+	if !ok {
+		return st, nil // no update seen since the hub started
+	}
+	st.Seen = true
+	st.Time = d.last.Time.UTC()
+	st.Warm, st.WarmupRemaining = d.last.Warm, d.last.WarmupRemaining
+	st.Score, st.Alert = d.last.Score, d.last.Alert
+	for _, c := range d.last.Contributions {
+		st.Contributions = append(st.Contributions, api.AnomalyContribution{Field: c.Field, Share: c.Share, Reason: string(c.Reason)})
+	}
+	return st, nil
 }

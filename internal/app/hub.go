@@ -183,6 +183,7 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 		Registry:      apiRegistry{h.Registry, h},
 		Telemetry:     telemetry{h.TSDB},
 		Events:        telemetry{h.TSDB},
+		Anomaly:       h.anomaly,
 		Presence:      h.Gateway,
 		Prometheus:    prom,
 		MQTTWebSocket: h.Gateway.WebSocketHandler(),

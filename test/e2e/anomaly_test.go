@@ -23,9 +23,28 @@ func TestAnomalyScoreAndRule(t *testing.T) {
 	}
 	c := hub.MustConnect(t, dev, testutil.DeviceOptions{})
 	base := time.Now().Add(-20 * time.Minute).Truncate(time.Second)
+	type status struct {
+		Seen            bool `json:"seen"`
+		Warm            bool `json:"warm"`
+		WarmupRemaining int  `json:"warmupRemaining"`
+		Contributions   []struct {
+			Field string `json:"field"`
+		} `json:"contributions"`
+	}
 	// Normal operation for warm-up: a smooth signal with a little ripple.
 	i := 0
 	for ; i < 600; i++ {
+		if i == 100 {
+			// The warm-up shows in the API.
+			var st status
+			testutil.Eventually(t, 10*time.Second, "the detector has seen the device", func() bool {
+				a.MustDo(t, 200, "GET", "/api/v1/devices/pump-3/anomaly", nil, &st)
+				return st.Seen
+			})
+			if st.Warm || st.WarmupRemaining <= 0 {
+				t.Fatalf("after %d updates the detector says %+v, want warming up", i, st)
+			}
+		}
 		v := 2.0 + 0.05*math.Sin(float64(i)/7) + 0.01*math.Sin(float64(i)*1.3)
 		testutil.Publish(t, c, dev.ID, map[string]any{"ts": base.Add(time.Duration(i) * time.Second).UnixMilli(), "vibration": v})
 	}
@@ -48,5 +67,10 @@ func TestAnomalyScoreAndRule(t *testing.T) {
 	})
 	if s, _ := latest(t, a, dev.ID)["anomaly.score"].(float64); s < 0.9 {
 		t.Fatalf("latest anomaly score %v after the jump, want > 0.9", s)
+	}
+	var st status
+	a.MustDo(t, 200, "GET", "/api/v1/devices/pump-3/anomaly", nil, &st)
+	if !st.Warm || len(st.Contributions) == 0 || st.Contributions[0].Field != "vibration" {
+		t.Fatalf("anomaly state after the jump: %+v", st)
 	}
 }
