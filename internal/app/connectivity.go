@@ -34,7 +34,7 @@ func (h *Hub) openConnectivity(ctx context.Context) error {
 	}
 	svc, err := connectivity.New(ctx, connectivity.Options{
 		Core: core,
-		DB: h.store.DB(), Dialect: d, Directory: registryDirectory{h.Registry}, Logger: h.log,
+		DB:   h.store.DB(), Dialect: d, Directory: registryDirectory{h.Registry}, Logger: h.log,
 		Alerts: connAlerts{h},
 		Disconnect: func(deviceID, reason string) {
 			if h.Gateway != nil && h.Gateway.Disconnect(deviceID) {
