@@ -190,7 +190,7 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 		Metrics:       promhttp.HandlerFor(h.metrics, promhttp.HandlerOpts{}),
 		Ready:         h.ready.Load,
 		SASToken:      azure.SASToken,
-		Twins:         twinAPI{h.twins},
+		Twins:         templateTwins{twinAPI{h.twins}, h},
 		Templates:     templatesAPI{h.tmpl},
 		Jobs:          jobsAPI{h.tmpl},
 		Rules:         rulesAPI{h.rules},

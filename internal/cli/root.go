@@ -50,6 +50,7 @@ a flag wins over the environment, which wins over the file.`,
 	root.AddCommand(ruleCommand(), alertCommand(), exportCommand())
 	root.AddCommand(twinCommand(), methodCommand(), c2dCommand())
 	root.AddCommand(simCommand(), deviceGroupCommand(), sliceCommand())
+	root.AddCommand(templateCommand(), jobCommand())
 	return root
 }
 
