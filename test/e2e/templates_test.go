@@ -134,8 +134,13 @@ func TestTemplateValidation(t *testing.T) {
 		LastError  string `json:"lastError"`
 		ErrorCount int64  `json:"errorCount"`
 	}
-	api.MustDo(t, http.StatusOK, "GET", "/api/v1/devices/press-bad", nil, &dev)
-	if dev.ErrorCount != 2 || !strings.Contains(dev.LastError, "breaks template press") {
+	// The violation counters and the device's error record are separate
+	// writes: poll until both errors are on the device.
+	testutil.Eventually(t, 10*time.Second, "both errors recorded on the device", func() bool {
+		api.MustDo(t, http.StatusOK, "GET", "/api/v1/devices/press-bad", nil, &dev)
+		return dev.ErrorCount == 2
+	})
+	if !strings.Contains(dev.LastError, "breaks template press") {
 		t.Fatalf("bad device error record %+v", dev)
 	}
 	// The good device's message went through the consumer before the bad
