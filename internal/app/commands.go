@@ -66,8 +66,8 @@ set SHOPFLOOR_ADMIN_TOKEN to choose it yourself.`,
 			if hub.AdminSecret != "" {
 				fmt.Fprintf(out, "First start: admin token for the operator organization (shown once, only its hash is stored):\n\n  %s\n\n", hub.AdminSecret)
 			}
-			fmt.Fprintf(out, "Shopfloor hub\n  API:        http://%s/api/v1  (OpenAPI at /api/openapi.json)\n  MQTT:       %s\n  MQTT/TLS:   %s  (CA: %s)\n  WebSocket:  ws://%s/mqtt\n  Prometheus: http://%s/prometheus\n",
-				displayAddr(hub.HTTPAddr()), orNone(hub.MQTTAddr()), orNone(hub.MQTTSAddr()), hub.CAFile(), displayAddr(hub.HTTPAddr()), displayAddr(hub.HTTPAddr()))
+			fmt.Fprintf(out, "Shopfloor hub\n  API:        http://%s/api/v1  (OpenAPI at /api/openapi.json)\n  MQTT:       %s\n  MQTT/TLS:   %s  (CA: %s)\n  WebSocket:  ws://%s/mqtt\n  HTTPS:      %s\n  Console:    http://%s/\n  Prometheus: http://%s/prometheus\n",
+				displayAddr(hub.HTTPAddr()), orNone(hub.MQTTAddr()), orNone(hub.MQTTSAddr()), hub.CAFile(), displayAddr(hub.HTTPAddr()), orNone(hub.HTTPSAddr()), displayAddr(hub.HTTPAddr()), displayAddr(hub.HTTPAddr()))
 			return hub.Run(ctx)
 		},
 	}
@@ -150,7 +150,7 @@ func runDemo(ctx context.Context, out, errw io.Writer, data string, devices int,
 	cfg := config.Default()
 	cfg.Data = data
 	cfg.LogLevel = "warn"
-	for _, p := range []*string{&cfg.HTTP, &cfg.MQTT, &cfg.MQTTS} {
+	for _, p := range []*string{&cfg.HTTP, &cfg.HTTPS, &cfg.MQTT, &cfg.MQTTS} {
 		addr, moved, err := freeAddr(*p)
 		if err != nil {
 			return err
@@ -197,6 +197,8 @@ Shopfloor demo is running. Press Ctrl-C to stop.
   MQTT:       mqtt://%s
   MQTT/TLS:   mqtts://%s   (CA: %s)
   WebSocket:  ws://%s/mqtt
+  HTTPS:      https://%s   (Azure IoT SDK MqttWs: /$iothub/websocket)
+  Console:    %s/   (sign in with the token below)
   Prometheus: %s/prometheus
   Org:        %s
   Token:      %s
@@ -205,7 +207,7 @@ Try:
   export SHOPFLOOR_URL=%s SHOPFLOOR_TOKEN=%s
   shopfloor device list
   shopfloor query latest <device id>
-`, base, base, displayAddr(hub.MQTTAddr()), displayAddr(hub.MQTTSAddr()), hub.CAFile(), displayAddr(hub.HTTPAddr()), base, org, token, base, token)
+`, base, base, displayAddr(hub.MQTTAddr()), displayAddr(hub.MQTTSAddr()), hub.CAFile(), displayAddr(hub.HTTPAddr()), orNone(hub.HTTPSAddr()), base, base, org, token, base, token)
 	go func() {
 		if err := fleet.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			logger.Error("simulated factory stopped", "err", err)
