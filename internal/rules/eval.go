@@ -97,8 +97,12 @@ type deviceState struct {
 	infoAt    int64
 	rules     map[string]*ruleState
 	restored  map[string]ruleSnap // rule states from a snapshot, applied on first use
-	filled    bool                // history backfill done in this process
-	dirty     bool
+	// slots[i] caches rules[o.rules[i].rule.ID] for rule set slotGen, so
+	// the per-message loop over the rules does no map lookups.
+	slots   []*ruleState
+	slotGen int
+	filled  bool // history backfill done in this process
+	dirty   bool
 }
 
 func newDeviceState(id string, wall int64) *deviceState {
@@ -233,6 +237,7 @@ type evaluator struct {
 	machine  vm.VM
 	st       *counters
 	lastWarn map[string]int64
+	gen      int // bumped by setRules: invalidates every device's slots
 }
 
 func newEvaluator(buckets int, log *slog.Logger) *evaluator {
@@ -244,6 +249,7 @@ func newEvaluator(buckets int, log *slog.Logger) *evaluator {
 
 // setRules replaces the rule set, keeping device state.
 func (ev *evaluator) setRules(rs []*compiled) {
+	ev.gen++
 	for _, o := range ev.orgs {
 		o.rules, o.fields, o.recvFields, o.maxWindow = nil, map[string]bool{}, map[string]bool{}, 0
 	}
@@ -292,6 +298,9 @@ func (o *orgState) device(id string, wall int64) *deviceState {
 	d := o.devices[id]
 	if d == nil {
 		d = newDeviceState(id, wall)
+		// Sized for every rule of the organization so the first message
+		// does not regrow the map once per rule.
+		d.rules = make(map[string]*ruleState, len(o.rules))
 		o.devices[id] = d
 	}
 	return d
@@ -362,11 +371,18 @@ func (ev *evaluator) process(ctx context.Context, m *bus.Telemetry, wall int64, 
 			d.fieldRecv[name] = recv
 		}
 	}
-	for _, c := range o.rules {
+	if d.slotGen != ev.gen || len(d.slots) != len(o.rules) {
+		d.slots, d.slotGen = make([]*ruleState, len(o.rules)), ev.gen
+	}
+	for i, c := range o.rules {
 		if !c.inScope(d) || !c.prog.triggeredBy(m) {
 			continue
 		}
-		rs := d.state(c, ev.buckets)
+		rs := d.slots[i]
+		if rs == nil || rs.version != c.rule.Version {
+			rs = d.state(c, ev.buckets)
+			d.slots[i] = rs
+		}
 		feed(c, rs, m)
 		if eval {
 			ev.evaluate(m.Org, c, d, rs, m.TS, recv, out)

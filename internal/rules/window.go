@@ -126,6 +126,10 @@ type sliding struct {
 	width int64
 	idx   []int64
 	b     []stats
+	// The bucket of the last sample: consecutive samples usually land in
+	// the same one, and finding it costs three divisions.
+	lastLo, lastHi, lastK int64
+	lastS                 int
 }
 
 func newSliding(d time.Duration, buckets int) *sliding {
@@ -145,6 +149,10 @@ func newSliding(d time.Duration, buckets int) *sliding {
 }
 
 func (w *sliding) add(t int64, v float64) {
+	if t >= w.lastLo && t < w.lastHi && w.idx[w.lastS] == w.lastK {
+		w.b[w.lastS].add(t, v)
+		return
+	}
 	k := floorDiv(t, w.width)
 	n := int64(len(w.b))
 	s := ((k % n) + n) % n
@@ -155,6 +163,7 @@ func (w *sliding) add(t int64, v float64) {
 	default:
 		w.idx[s], w.b[s] = k, stats{}
 	}
+	w.lastLo, w.lastHi, w.lastK, w.lastS = k*w.width, (k+1)*w.width, k, int(s)
 	w.b[s].add(t, v)
 }
 
