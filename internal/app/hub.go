@@ -124,7 +124,7 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 		return nil, err
 	}
 
-	h.Bus, err = bus.New(ctx, bus.Config{URL: cfg.NATS, Dir: filepath.Join(cfg.Data, "bus"), Prefix: cfg.BusPrefix}, logger)
+	h.Bus, err = bus.New(ctx, bus.Config{URL: cfg.NATS, Dir: filepath.Join(cfg.Data, "bus"), Prefix: cfg.BusPrefix, MaxBytes: int64(cfg.StreamMB) << 20}, logger)
 	if err != nil {
 		return nil, fmt.Errorf("start the bus: %w", err)
 	}

@@ -34,6 +34,7 @@ type Config struct {
 	MaxPayload int           `yaml:"max_payload" flag:"max-payload" usage:"largest device message in bytes"`
 	Retention  time.Duration `yaml:"retention" flag:"retention" usage:"default telemetry retention for new organizations"`
 	LogLevel   string        `yaml:"log_level" flag:"log-level" usage:"debug, info, warn or error"`
+	StreamMB   int           `yaml:"stream_mb" flag:"stream-mb" usage:"largest size of the telemetry stream in MB; the oldest messages go first (JetStream reserves this much on an external NATS)"`
 	SDCore     string        `yaml:"sdcore" flag:"sdcore" usage:"SD-Core web console URL (e.g. http://webui:5000) that receives subscribers, device groups and slices (empty: none)"`
 	BusPrefix  string        `yaml:"bus_prefix" flag:"bus-prefix" usage:"name prefix for streams and subjects on a shared NATS"`
 	// AdminToken is the bootstrap admin token on first start (env only, so it
@@ -53,6 +54,7 @@ func Default() Config {
 		Retention:  30 * 24 * time.Hour,
 		LogLevel:   "info",
 		BusPrefix:  "SHOPFLOOR",
+		StreamMB:   10240,
 	}
 }
 
@@ -170,6 +172,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxPayload < 1024 || c.MaxPayload > 256<<20 {
 		return fmt.Errorf("--max-payload %d must be between 1024 and 268435456 bytes: %w", c.MaxPayload, ErrInvalid)
+	}
+	if c.StreamMB < 16 {
+		return fmt.Errorf("--stream-mb %d is below 16 MB: %w", c.StreamMB, ErrInvalid)
 	}
 	if c.Retention < time.Hour {
 		return fmt.Errorf("--retention %s is shorter than an hour: %w", c.Retention, ErrInvalid)

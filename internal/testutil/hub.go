@@ -71,6 +71,10 @@ func StartHub(t testing.TB, o Options) *Hub {
 	if o.Prefix != "" {
 		cfg.BusPrefix = o.Prefix
 	}
+	if o.NATS != "" {
+		// A shared server reserves each stream's maximum: keep tests small.
+		cfg.StreamMB = 64
+	}
 	cfg.AdminToken = o.Token
 	if cfg.AdminToken == "" {
 		cfg.AdminToken = "sft_test-admin-token-0123456789abcdef"

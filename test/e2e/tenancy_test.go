@@ -1,16 +1,12 @@
 package e2e
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"net/url"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/shopfloor/shopfloor/internal/bus"
 	"github.com/shopfloor/shopfloor/internal/testutil"
 )
 
@@ -120,8 +116,7 @@ func TestPostgresAndExternalNATS(t *testing.T) {
 	if natsURL == "" {
 		t.Skip("SHOPFLOOR_TEST_NATS not set: skipping (CI sets it to nats://127.0.0.1:4222)")
 	}
-	prefix := testutil.RandomPrefix()
-	t.Cleanup(func() { cleanupStream(natsURL, prefix) }) // runs after the hubs stop
+	prefix := testutil.SharedPrefix(t, natsURL)
 	hub := testutil.StartHub(t, testutil.Options{Postgres: dsn, NATS: natsURL, Prefix: prefix})
 	a := hub.API()
 	d := a.CreateDevice(t, "comp-1", map[string]any{"tags": map[string]string{"kind": "compressor"}})
@@ -140,15 +135,6 @@ func TestPostgresAndExternalNATS(t *testing.T) {
 	hub2 := testutil.StartHub(t, testutil.Options{Postgres: dsn, NATS: natsURL, Prefix: prefix, Data: data})
 	if n := len(rawPoints(t, hub2.API(), d.ID, "pressure", base, base.Add(time.Second))); n != 50 {
 		t.Fatalf("after restart %d of 50 points", n)
-	}
-}
-
-// cleanupStream deletes a test's stream from the shared NATS.
-func cleanupStream(natsURL, prefix string) {
-	b, err := bus.New(context.Background(), bus.Config{URL: natsURL, Prefix: prefix}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err == nil {
-		_ = b.DeleteStream(context.Background())
-		b.Close()
 	}
 }
 

@@ -301,10 +301,9 @@ func TestTwoHubs(t *testing.T) {
 		t.Skip("SKIPPED: the two-hub test needs SHOPFLOOR_TEST_NATS (a NATS with JetStream) and SHOPFLOOR_TEST_POSTGRES")
 	}
 	dsn := testutil.PostgresDSN(t)
-	prefix := testutil.RandomPrefix()
+	prefix := testutil.SharedPrefix(t, natsURL)
 	ha := testutil.StartHub(t, testutil.Options{Postgres: dsn, NATS: natsURL, Prefix: prefix})
 	hb := testutil.StartHub(t, testutil.Options{Postgres: dsn, NATS: natsURL, Prefix: prefix})
-	t.Cleanup(func() { _ = ha.Bus.DeleteStream(t.Context()) })
 	d := ha.API().CreateDevice(t, "cell.4:robot", nil)
 	c := ha.MustConnect(t, d, testutil.DeviceOptions{})
 	in := listen(t, c, d.ID)
