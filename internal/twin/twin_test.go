@@ -2,13 +2,10 @@ package twin
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"net/url"
-	"os"
+	"github.com/shopfloor/shopfloor/internal/store/storetest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -48,36 +45,7 @@ func databases() []testDB {
 // postgresDSN returns a DSN for a fresh schema dropped at cleanup, or skips
 // the test when SHOPFLOOR_TEST_POSTGRES is not set.
 func postgresDSN(t testing.TB) string {
-	t.Helper()
-	base := os.Getenv("SHOPFLOOR_TEST_POSTGRES")
-	if base == "" {
-		t.Skip("SHOPFLOOR_TEST_POSTGRES not set: skipping the PostgreSQL run")
-	}
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	schema := "twin_" + hex.EncodeToString(rnd[:])
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		if db, err := sql.Open("pgx", base); err == nil {
-			_, _ = db.Exec("DROP SCHEMA " + schema + " CASCADE")
-			db.Close()
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return storetest.PostgresDSN(t)
 }
 
 func newService(t *testing.T, d testDB, now func() time.Time) *Service {
