@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 )
 
@@ -25,6 +26,51 @@ type Service struct {
 	store Store
 	log   *slog.Logger
 	rand  io.Reader
+	auth  authCache
+}
+
+// authCacheTTL bounds how long a token stays accepted by a hub process after
+// another process deleted it; a deletion through this process is immediate.
+const authCacheTTL = 10 * time.Second
+
+// authCache spares the database a token lookup on every API request.
+type authCache struct {
+	mu      sync.Mutex
+	entries map[string]authEntry // by secret hash
+}
+
+type authEntry struct {
+	p  Principal
+	at time.Time
+}
+
+func (c *authCache) get(hash string, now time.Time) (Principal, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[hash]
+	if !ok || now.Sub(e.at) > authCacheTTL {
+		return Principal{}, false
+	}
+	return e.p, true
+}
+
+func (c *authCache) put(hash string, p Principal, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil || len(c.entries) >= 10_000 {
+		c.entries = map[string]authEntry{} // bounded: start over rather than grow
+	}
+	c.entries[hash] = authEntry{p: p, at: now}
+}
+
+func (c *authCache) forgetToken(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for h, e := range c.entries {
+		if e.p.TokenID == id {
+			delete(c.entries, h)
+		}
+	}
 }
 
 // New returns a Service over store. A nil logger discards logs.
@@ -77,14 +123,20 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (Principal, e
 	if secret == "" {
 		return Principal{}, fmt.Errorf("no API token was given: send it as a bearer token: %w", ErrUnauthorized)
 	}
-	t, o, err := s.store.TokenByHash(ctx, HashSecret(secret))
+	hash, at := HashSecret(secret), time.Now()
+	if p, ok := s.auth.get(hash, at); ok {
+		return p, nil
+	}
+	t, o, err := s.store.TokenByHash(ctx, hash)
 	if errors.Is(err, ErrNotFound) {
 		return Principal{}, fmt.Errorf("the API token is not valid (it may have been deleted): ask an administrator for a new one: %w", ErrUnauthorized)
 	}
 	if err != nil {
 		return Principal{}, err
 	}
-	return Principal{TokenID: t.ID, Org: t.Org, Role: t.Role, Operator: o.Parent == ""}, nil
+	p := Principal{TokenID: t.ID, Org: t.Org, Role: t.Role, Operator: o.Parent == ""}
+	s.auth.put(hash, p, at)
+	return p, nil
 }
 
 func days(n int) time.Duration { return time.Duration(n) * 24 * time.Hour }
@@ -231,6 +283,7 @@ func (s *Service) DeleteToken(ctx context.Context, org, id string) error {
 	if err := s.store.DeleteToken(ctx, org, id); err != nil {
 		return err
 	}
+	s.auth.forgetToken(id)
 	s.log.Info("API token deleted", "org", org, "token", id)
 	return nil
 }
