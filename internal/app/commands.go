@@ -213,6 +213,17 @@ Try:
 			logger.Error("simulated factory stopped", "err", err)
 		}
 	}()
+	go func() {
+		// The factory dashboard charts machines that report, so wait for data.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Second):
+		}
+		if err := hub.EnsureFactoryDashboard(ctx, org); err != nil {
+			logger.Warn("factory dashboard not created", "err", err)
+		}
+	}()
 	return <-runErr
 }
 

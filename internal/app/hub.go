@@ -33,6 +33,7 @@ import (
 	"github.com/shopfloor/shopfloor/internal/store/postgres"
 	"github.com/shopfloor/shopfloor/internal/store/sqlite"
 	"github.com/shopfloor/shopfloor/internal/tsdb"
+	"github.com/shopfloor/shopfloor/internal/web"
 )
 
 // ErrStart wraps every start-up failure.
@@ -50,25 +51,27 @@ type Hub struct {
 	cfg config.Config
 	log *slog.Logger
 
-	store    dbStore
-	Registry *registry.Service
-	TSDB     *tsdb.DB
-	Bus      *bus.Bus
-	Gateway  *gateway.Gateway
-	writer   *ingest.Writer
-	httpLn   net.Listener
-	httpSrv  *http.Server
-	ready    atomic.Bool
-	metrics  *prometheus.Registry
-	tls      *tls.Config
-	twins    *twinSet // twins.go
-	httpsLn  net.Listener
-	httpsSrv *http.Server
-	rules    *ruleSet              // rules.go
-	anomaly  *anomalySet           // anomaly.go
-	exports  *export.Manager       // exports.go
-	conn     *connectivity.Service // connectivity.go
-	tmpl     *templateSet          // templates.go
+	store      dbStore
+	Registry   *registry.Service
+	TSDB       *tsdb.DB
+	Bus        *bus.Bus
+	Gateway    *gateway.Gateway
+	writer     *ingest.Writer
+	httpLn     net.Listener
+	httpSrv    *http.Server
+	ready      atomic.Bool
+	metrics    *prometheus.Registry
+	tls        *tls.Config
+	twins      *twinSet // twins.go
+	httpsLn    net.Listener
+	httpsSrv   *http.Server
+	rules      *ruleSet              // rules.go
+	anomaly    *anomalySet           // anomaly.go
+	console    *web.Server           // web.go
+	dashboards web.DashboardStore    // web.go
+	exports    *export.Manager       // exports.go
+	conn       *connectivity.Service // connectivity.go
+	tmpl       *templateSet          // templates.go
 
 	// AdminSecret is the bootstrap admin token, set only on the first start.
 	AdminSecret string

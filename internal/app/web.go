@@ -54,7 +54,27 @@ func (h *Hub) newConsole() (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("web console: %w", err)
 	}
+	h.console, h.dashboards = srv, dash
 	return srv, nil
+}
+
+// EnsureFactoryDashboard saves the default factory dashboard for org unless
+// the organization has one already; the demo calls it once machines report.
+func (h *Hub) EnsureFactoryDashboard(ctx context.Context, org string) error {
+	have, err := h.dashboards.List(ctx, org)
+	if err != nil {
+		return err
+	}
+	for _, d := range have {
+		if d.ID == "factory" {
+			return nil
+		}
+	}
+	d, err := h.console.FactoryDashboard(ctx, org)
+	if err != nil {
+		return err
+	}
+	return h.dashboards.Save(ctx, org, d)
 }
 
 // consoleTelemetry adapts the tsdb to the console's reader interface.
