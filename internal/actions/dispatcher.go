@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/shopfloor/shopfloor/internal/sqldb"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -187,21 +188,7 @@ func New(ctx context.Context, cfg Config) (*Dispatcher, error) {
 }
 
 func (d *Dispatcher) q(query string) string {
-	if !d.pg {
-		return query
-	}
-	var b strings.Builder
-	n := 0
-	for i := 0; i < len(query); i++ {
-		if query[i] == '?' {
-			n++
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(n))
-			continue
-		}
-		b.WriteByte(query[i])
-	}
-	return b.String()
+	return sqldb.Rebind(d.pg, query)
 }
 
 // PublishAlert implements alerts.Publisher: it stores the deliveries of

@@ -8,8 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/shopfloor/shopfloor/internal/sqldb"
 	"log/slog"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -115,21 +115,7 @@ func (s *Service) migrate(ctx context.Context) error {
 
 // q rewrites ? placeholders to $n for PostgreSQL.
 func (s *Service) q(query string) string {
-	if !s.pg {
-		return query
-	}
-	var b strings.Builder
-	n := 0
-	for i := 0; i < len(query); i++ {
-		if query[i] == '?' {
-			n++
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(n))
-			continue
-		}
-		b.WriteByte(query[i])
-	}
-	return b.String()
+	return sqldb.Rebind(s.pg, query)
 }
 
 const alertCols = `id, org, rule, rule_name, device, severity, state, occurrences, first_seen, last_seen,

@@ -7,6 +7,6 @@
 // a hub restart resumes running jobs from the devices not yet done.
 //
 // It does not know how patches and methods reach devices: the hub gives it
-// an Executor. It may import only the standard library; it must not import
+// an Executor. It may import only the standard library and internal/sqldb; it must not import
 // twin, command, bus, gateway, api or app.
 package jobs

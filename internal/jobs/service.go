@@ -6,9 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/shopfloor/shopfloor/internal/sqldb"
 	"log/slog"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
@@ -48,21 +47,7 @@ type runner struct {
 type dialect struct{ dollar bool }
 
 func (d dialect) q(s string) string {
-	if !d.dollar {
-		return s
-	}
-	var b strings.Builder
-	n := 0
-	for i := 0; i < len(s); i++ {
-		if s[i] == '?' {
-			n++
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(n))
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return sqldb.Rebind(d.dollar, s)
 }
 
 // New creates the tables if needed. Jobs run once Run is called.

@@ -8,7 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
+	"github.com/shopfloor/shopfloor/internal/sqldb"
 	"strings"
 	"time"
 
@@ -83,21 +83,7 @@ func NewStore(ctx context.Context, cfg StoreConfig) (*Store, error) {
 }
 
 func (s *Store) q(query string) string {
-	if !s.pg {
-		return query
-	}
-	var b strings.Builder
-	n := 0
-	for i := 0; i < len(query); i++ {
-		if query[i] == '?' {
-			n++
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(n))
-			continue
-		}
-		b.WriteByte(query[i])
-	}
-	return b.String()
+	return sqldb.Rebind(s.pg, query)
 }
 
 func newID(now time.Time) string {

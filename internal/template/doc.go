@@ -10,6 +10,6 @@
 // drops the data it checks. Writable properties are acknowledged the Plug
 // and Play way: {"value":…,"ac":200,"av":version} in reported (Ack).
 //
-// It may import only the standard library; it must not import bus,
+// It may import only the standard library and internal/sqldb; it must not import bus,
 // gateway, twin, api or app.
 package template

@@ -24,6 +24,7 @@ type Hub struct {
 	Data  string
 	stop  context.CancelFunc
 	done  chan error
+	t     testing.TB
 }
 
 // Options change how StartHub configures the hub.
@@ -88,7 +89,7 @@ func StartHub(t testing.TB, o Options) *Hub {
 		cancel()
 		t.Fatalf("start hub: %v", err)
 	}
-	th := &Hub{Hub: h, URL: "http://" + h.HTTPAddr(), Token: cfg.AdminToken, Data: cfg.Data, stop: cancel, done: make(chan error, 1)}
+	th := &Hub{Hub: h, URL: "http://" + h.HTTPAddr(), Token: cfg.AdminToken, Data: cfg.Data, stop: cancel, done: make(chan error, 1), t: t}
 	go func() { th.done <- h.Run(ctx) }()
 	t.Cleanup(th.Stop)
 	Eventually(t, 30*time.Second, "hub ready", func() bool {
@@ -112,7 +113,7 @@ func (h *Hub) Stop() {
 	select {
 	case <-h.done:
 	case <-time.After(30 * time.Second):
-		panic("hub did not stop within 30s")
+		h.t.Errorf("hub did not stop within 30s")
 	}
 }
 

@@ -26,6 +26,7 @@
 // by Run.
 //
 // It must not import prometheus/tsdb (only tsdb/chunkenc and tsdb/chunks),
-// prometheus/web, or any other Shopfloor package: the registry, bus and API
+// prometheus/web, or any Shopfloor package but the leaf internal/sqldb: the
+// registry, bus and API
 // depend on it, not the other way round.
 package tsdb

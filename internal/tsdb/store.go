@@ -6,8 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
+	"github.com/shopfloor/shopfloor/internal/sqldb"
 
 	"github.com/prometheus/prometheus/model/labels"
 )
@@ -151,21 +150,7 @@ func newSQLStore(ctx context.Context, db *sql.DB, d dialect) (*sqlStore, error) 
 
 // q rewrites ? placeholders to $n for PostgreSQL.
 func (s *sqlStore) q(query string) string {
-	if !s.d.postgres {
-		return query
-	}
-	var b strings.Builder
-	n := 0
-	for _, r := range query {
-		if r == '?' {
-			n++
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(n))
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
+	return sqldb.Rebind(s.d.postgres, query)
 }
 
 func (s *sqlStore) LoadSeries(ctx context.Context, fn func(SeriesInfo) error) error {

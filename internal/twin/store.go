@@ -7,7 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
+	"github.com/shopfloor/shopfloor/internal/sqldb"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -66,21 +66,7 @@ type dialect struct {
 
 // q rewrites ? placeholders for PostgreSQL.
 func (d dialect) q(s string) string {
-	if !d.dollar {
-		return s
-	}
-	var b strings.Builder
-	n := 0
-	for i := 0; i < len(s); i++ {
-		if s[i] == '?' {
-			n++
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(n))
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return sqldb.Rebind(d.dollar, s)
 }
 
 // New creates the tables if needed.
