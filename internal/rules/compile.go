@@ -103,6 +103,7 @@ type Program struct {
 	absences  []absenceSlot
 	usesTime  bool
 	maxWindow time.Duration
+	fast      *fastCond // the same condition without the VM, when simple enough
 }
 
 // Fields lists the message fields the condition reads, directly or through
@@ -205,6 +206,7 @@ func Compile(src string, opts CompileOptions) (*Program, error) {
 			p.maxWindow = w.Dur
 		}
 	}
+	p.fast = buildFast(tree.Node, p)
 	return p, nil
 }
 

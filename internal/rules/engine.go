@@ -179,13 +179,24 @@ func (e *Engine) Handle(ctx context.Context, batch []*bus.Telemetry) error {
 	}
 	wall := e.now().UnixMilli()
 	e.applyConns(ctx, wall)
-	for _, m := range batch {
+	for i, m := range batch {
 		if m != nil {
 			e.ev.process(ctx, m, wall, &e.pending, true)
+		}
+		// An alert decided early in a large batch is stored now rather than
+		// after the whole batch: it bounds publish-to-alert latency.
+		if (i+1)%flushEvery == 0 && len(e.pending) > 0 {
+			if err := e.flush(ctx); err != nil {
+				return err
+			}
 		}
 	}
 	return e.flush(ctx)
 }
+
+// flushEvery is how many messages Handle evaluates before storing the
+// alert changes they decided.
+const flushEvery = 128
 
 var _ bus.Handler = (*Engine)(nil).Handle
 

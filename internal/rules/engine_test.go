@@ -435,3 +435,42 @@ func TestRestartMidWindowKeepsWindows(t *testing.T) {
 		}
 	})
 }
+
+// TestRulesShareWindows: rules reading the same (field, duration, kind)
+// keep one window per device; a rule added later sees the data already in
+// it; an edited condition keeps the window.
+func TestRulesShareWindows(t *testing.T) {
+	h := sqliteHarness(t, nil)
+	h.rule(Rule{Name: "avg", Condition: "avg(temperature, 5m) > 80"})
+	h.rule(Rule{Name: "max", Condition: "max(temperature, 5m) > 100"})
+	h.rule(Rule{Name: "short", Condition: "avg(temperature, 1m) > 1000"})
+	for i, v := range []float64{70, 95, 90} {
+		h.send(msg("m1", t0.Add(time.Duration(i)*time.Minute), "temperature", v))
+	}
+	h.eng.mu.Lock()
+	d := h.eng.ev.orgs["o1"].devices["m1"]
+	n := 0
+	for _, w := range d.wins {
+		if w != nil {
+			n++
+		}
+	}
+	h.eng.mu.Unlock()
+	if n != 2 {
+		t.Fatalf("three rules over two distinct windows keep %d windows, want 2", n)
+	}
+	if act := h.active(); len(act) != 1 || act[0].Values["avg(temperature, 5m)"] != 82.5 {
+		t.Fatalf("want the avg rule fired at 82.5 (70, 95): %+v", act)
+	}
+	// A rule created now over the same window fires on the next message,
+	// because the window already holds 70, 95, 90 (and now 96: max 96).
+	h.rule(Rule{Name: "late", Condition: "count(temperature, 5m) >= 4"})
+	h.send(msg("m1", t0.Add(3*time.Minute), "temperature", 96))
+	names := map[string]bool{}
+	for _, a := range h.active() {
+		names[a.RuleName] = true
+	}
+	if !names["late"] || !names["avg"] {
+		t.Fatalf("a new rule over a shared window must see its history: active %v", names)
+	}
+}

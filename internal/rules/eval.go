@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +21,7 @@ type compiled struct {
 	forMs      int64
 	clearForMs int64
 	clearAfter int
+	win        []int // prog.windows[i] is the organization's shared window win[i]
 }
 
 func compileRule(r Rule, opts CompileOptions) (*compiled, error) {
@@ -77,6 +79,10 @@ type orgState struct {
 	recvFields map[string]bool // fields nodata(field, …) watches
 	maxWindow  time.Duration
 	devices    map[string]*deviceState
+	// Windows are shared by every rule of the organization that asks for
+	// the same (field, duration, kind): one window per device and spec,
+	// however many rules read it.
+	wspecs []windowSpec
 }
 
 // deviceState is everything the engine keeps per device.
@@ -97,6 +103,13 @@ type deviceState struct {
 	infoAt    int64
 	rules     map[string]*ruleState
 	restored  map[string]ruleSnap // rule states from a snapshot, applied on first use
+	// wins[j] is the window for the organization's wspecs[j], nil until a
+	// rule in scope needs it; wkeys are the specs wins was built for.
+	wins      []window
+	wkeys     []windowSpec
+	wgen      int
+	wcache    []winStat
+	restWins  map[windowSpec]windowSnap // windows from a snapshot, applied on first use
 	// slots[i] caches rules[o.rules[i].rule.ID] for rule set slotGen, so
 	// the per-message loop over the rules does no map lookups.
 	slots   []*ruleState
@@ -155,10 +168,61 @@ func (d *deviceState) setStr(name, v string) {
 	d.env[name] = v
 }
 
+// winStat caches a window's summary for one evaluation time.
+type winStat struct {
+	gen   uint64
+	st    stats
+	known bool
+}
+
+// ensureWins lays the device's windows out for the current rule set,
+// keeping the windows whose spec is still used.
+func (d *deviceState) ensureWins(o *orgState, gen int) {
+	if d.wgen == gen && len(d.wins) == len(o.wspecs) {
+		return
+	}
+	old, oldKeys := d.wins, d.wkeys
+	d.wins, d.wkeys = make([]window, len(o.wspecs)), o.wspecs
+	d.wcache = make([]winStat, len(o.wspecs))
+	for j, spec := range o.wspecs {
+		for i, k := range oldKeys {
+			if k == spec && old[i] != nil {
+				d.wins[j] = old[i]
+				break
+			}
+		}
+		if d.wins[j] == nil {
+			if ws, ok := d.restWins[spec]; ok {
+				d.wins[j] = ws.restore(spec)
+				delete(d.restWins, spec)
+			}
+		}
+	}
+	d.wgen = gen
+}
+
+// window returns the device's window j, creating it (and giving it the
+// current message's sample) when a rule needs it for the first time.
+func (d *deviceState) window(o *orgState, j, buckets int, m *bus.Telemetry) window {
+	if w := d.wins[j]; w != nil {
+		return w
+	}
+	spec := o.wspecs[j]
+	w := newWindow(spec, buckets)
+	if m != nil {
+		if v, ok := m.Num[spec.Field]; ok && finite(v) {
+			w.add(m.TS, v)
+		}
+	}
+	d.wins[j] = w
+	return w
+}
+
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
 // ruleState is the per-(rule, device) state machine.
 type ruleState struct {
 	version      int64
-	windows      []window
 	pending      bool // condition true, waiting for the rule's "for"
 	pendingSince int64
 	firing       bool
@@ -167,30 +231,45 @@ type ruleState struct {
 	falseSince   int64
 }
 
-func (d *deviceState) state(c *compiled, buckets int) *ruleState {
+func (d *deviceState) state(c *compiled) *ruleState {
 	rs := d.rules[c.rule.ID]
 	if rs != nil && rs.version == c.rule.Version {
 		return rs
 	}
 	if snap, ok := d.restored[c.rule.ID]; ok {
 		delete(d.restored, c.rule.ID)
-		if r := snap.restore(c, buckets); r != nil {
+		d.adoptRuleWindows(c, snap)
+		if r := snap.restore(c); r != nil {
 			d.rules[c.rule.ID] = r
 			return r
 		}
 		rs = &ruleState{firing: snap.Firing}
 	}
-	nrs := &ruleState{version: c.rule.Version, windows: make([]window, len(c.prog.windows))}
-	for i, spec := range c.prog.windows {
-		nrs.windows[i] = newWindow(spec, buckets)
-	}
+	nrs := &ruleState{version: c.rule.Version}
 	if rs != nil {
-		// The rule was edited: its windows start over, but an alert it has
-		// open stays known so it can still clear.
+		// The rule was edited: its state machine starts over, but an alert
+		// it has open stays known so it can still clear.
 		nrs.firing = rs.firing
 	}
 	d.rules[c.rule.ID] = nrs
 	return nrs
+}
+
+// adoptRuleWindows takes the windows a snapshot from before shared windows
+// kept per rule, for specs the device does not hold yet.
+func (d *deviceState) adoptRuleWindows(c *compiled, snap ruleSnap) {
+	if len(snap.W) != len(c.prog.windows) || len(c.win) != len(c.prog.windows) {
+		return
+	}
+	for i, ws := range snap.W {
+		j := c.win[i]
+		if j >= len(d.wins) || d.wins[j] != nil {
+			continue
+		}
+		if w := ws.restore(c.prog.windows[i]); w != nil {
+			d.wins[j] = w
+		}
+	}
 }
 
 type intentKind uint8
@@ -237,7 +316,9 @@ type evaluator struct {
 	machine  vm.VM
 	st       *counters
 	lastWarn map[string]int64
-	gen      int // bumped by setRules: invalidates every device's slots
+	gen      int    // bumped by setRules: invalidates every device's slots and windows
+	statGen  uint64 // bumped per evaluation time: invalidates cached window summaries
+	aggVals  []float64
 }
 
 func newEvaluator(buckets int, log *slog.Logger) *evaluator {
@@ -251,11 +332,20 @@ func newEvaluator(buckets int, log *slog.Logger) *evaluator {
 func (ev *evaluator) setRules(rs []*compiled) {
 	ev.gen++
 	for _, o := range ev.orgs {
-		o.rules, o.fields, o.recvFields, o.maxWindow = nil, map[string]bool{}, map[string]bool{}, 0
+		o.rules, o.fields, o.recvFields, o.maxWindow, o.wspecs = nil, map[string]bool{}, map[string]bool{}, 0, nil
 	}
 	for _, c := range rs {
 		o := ev.org(c.rule.Org)
 		o.rules = append(o.rules, c)
+		c.win = make([]int, len(c.prog.windows))
+		for i, spec := range c.prog.windows {
+			j := slices.Index(o.wspecs, spec)
+			if j < 0 {
+				j = len(o.wspecs)
+				o.wspecs = append(o.wspecs, spec)
+			}
+			c.win[i] = j
+		}
 		for _, f := range c.prog.fields {
 			o.fields[f] = true
 		}
@@ -374,26 +464,30 @@ func (ev *evaluator) process(ctx context.Context, m *bus.Telemetry, wall int64, 
 	if d.slotGen != ev.gen || len(d.slots) != len(o.rules) {
 		d.slots, d.slotGen = make([]*ruleState, len(o.rules)), ev.gen
 	}
+	d.ensureWins(o, ev.gen)
+	for j, w := range d.wins {
+		if w == nil {
+			continue
+		}
+		if v, ok := m.Num[o.wspecs[j].Field]; ok && finite(v) {
+			w.add(m.TS, v)
+		}
+	}
+	ev.statGen++
 	for i, c := range o.rules {
 		if !c.inScope(d) || !c.prog.triggeredBy(m) {
 			continue
 		}
+		for _, j := range c.win {
+			d.window(o, j, ev.buckets, m)
+		}
 		rs := d.slots[i]
 		if rs == nil || rs.version != c.rule.Version {
-			rs = d.state(c, ev.buckets)
+			rs = d.state(c)
 			d.slots[i] = rs
 		}
-		feed(c, rs, m)
 		if eval {
 			ev.evaluate(m.Org, c, d, rs, m.TS, recv, out)
-		}
-	}
-}
-
-func feed(c *compiled, rs *ruleState, m *bus.Telemetry) {
-	for i := range c.prog.windows {
-		if v, ok := m.Num[c.prog.windows[i].Field]; ok && !math.IsNaN(v) && !math.IsInf(v, 0) {
-			rs.windows[i].add(m.TS, v)
 		}
 	}
 }
@@ -413,17 +507,22 @@ func (ev *evaluator) backfill(ctx context.Context, org string, o *orgState, d *d
 	if from >= upTo {
 		return
 	}
-	var rules []*compiled
+	d.ensureWins(o, ev.gen)
+	var wins []int
 	fieldSet := map[string]bool{}
 	for _, c := range o.rules {
-		if len(c.prog.windows) > 0 && c.inScope(d) {
-			rules = append(rules, c)
-			for _, w := range c.prog.windows {
-				fieldSet[w.Field] = true
+		if len(c.win) == 0 || !c.inScope(d) {
+			continue
+		}
+		for _, j := range c.win {
+			if !slices.Contains(wins, j) {
+				d.window(o, j, ev.buckets, nil)
+				wins = append(wins, j)
+				fieldSet[o.wspecs[j].Field] = true
 			}
 		}
 	}
-	if len(rules) == 0 {
+	if len(wins) == 0 {
 		return
 	}
 	fields := make([]string, 0, len(fieldSet))
@@ -431,8 +530,10 @@ func (ev *evaluator) backfill(ctx context.Context, org string, o *orgState, d *d
 		fields = append(fields, f)
 	}
 	err := ev.history.Scan(ctx, org, d.id, fields, time.UnixMilli(from), time.UnixMilli(upTo), func(m *bus.Telemetry) error {
-		for _, c := range rules {
-			feed(c, d.state(c, ev.buckets), m)
+		for _, j := range wins {
+			if v, ok := m.Num[o.wspecs[j].Field]; ok && finite(v) {
+				d.wins[j].add(m.TS, v)
+			}
 		}
 		return nil
 	})
@@ -443,6 +544,7 @@ func (ev *evaluator) backfill(ctx context.Context, org string, o *orgState, d *d
 
 // sweep evaluates the rules that watch for absence at wall time now.
 func (ev *evaluator) sweep(now int64, out *[]intent) {
+	ev.statGen++
 	for org, o := range ev.orgs {
 		for _, c := range o.rules {
 			if !c.prog.Absence() {
@@ -452,7 +554,8 @@ func (ev *evaluator) sweep(now int64, out *[]intent) {
 				if !c.inScope(d) {
 					continue
 				}
-				rs := d.state(c, ev.buckets)
+				d.ensureWins(o, ev.gen)
+				rs := d.state(c)
 				ev.evaluate(org, c, d, rs, now, now, out)
 			}
 		}
@@ -503,7 +606,8 @@ func (ev *evaluator) evaluate(org string, c *compiled, d *deviceState, rs *ruleS
 }
 
 // run evaluates the condition; ok is false when it cannot be evaluated
-// yet (a field never seen, an empty window, no anomaly score).
+// yet (a field never seen, an empty window, no anomaly score). The
+// aggregates it computed stay in ev.aggVals for values.
 func (ev *evaluator) run(org string, c *compiled, d *deviceState, rs *ruleState, t, wall int64) (res, ok bool) {
 	p := c.prog
 	env := d.env
@@ -512,9 +616,10 @@ func (ev *evaluator) run(org string, c *compiled, d *deviceState, rs *ruleState,
 			return false, false
 		}
 	}
+	ev.aggVals = ev.aggVals[:0]
 	for i := range p.aggs {
 		a := &p.aggs[i]
-		st, known := rs.windows[a.win].stats(t)
+		st, known := d.winStats(c.win[a.win], t, ev.statGen)
 		if !known {
 			return false, false
 		}
@@ -522,7 +627,15 @@ func (ev *evaluator) run(org string, c *compiled, d *deviceState, rs *ruleState,
 		if !ok {
 			return false, false
 		}
-		env[a.name] = v
+		ev.aggVals = append(ev.aggVals, v)
+	}
+	if p.fast != nil {
+		if res, ok := p.fast.eval(env, ev.aggVals); ok {
+			return res, true
+		}
+	}
+	for i := range p.aggs {
+		env[p.aggs[i].name] = ev.aggVals[i]
 	}
 	for _, a := range p.anomalies {
 		if ev.anomaly == nil {
@@ -576,6 +689,20 @@ func (ev *evaluator) run(org string, c *compiled, d *deviceState, rs *ruleState,
 	return b, true
 }
 
+// winStats summarises window j at time t, once per evaluation time however
+// many rules read it.
+func (d *deviceState) winStats(j int, t int64, gen uint64) (stats, bool) {
+	if j >= len(d.wins) || d.wins[j] == nil {
+		return stats{}, false
+	}
+	c := &d.wcache[j]
+	if c.gen != gen {
+		c.st, c.known = d.wins[j].stats(t)
+		c.gen = gen
+	}
+	return c.st, c.known
+}
+
 // values records what made a rule fire, for the alert.
 func (ev *evaluator) values(c *compiled, d *deviceState) map[string]float64 {
 	vals := make(map[string]float64, len(c.prog.fields)+len(c.prog.aggs))
@@ -584,9 +711,9 @@ func (ev *evaluator) values(c *compiled, d *deviceState) map[string]float64 {
 			vals[f] = v
 		}
 	}
-	for _, a := range c.prog.aggs {
-		if v, ok := d.env[a.name].(float64); ok {
-			vals[a.label] = v
+	for i, a := range c.prog.aggs {
+		if i < len(ev.aggVals) {
+			vals[a.label] = ev.aggVals[i]
 		}
 	}
 	for _, a := range c.prog.anomalies {

@@ -1,6 +1,9 @@
 package rules
 
-import "strings"
+import (
+	"strings"
+	"time"
+)
 
 // ruleSnap is a ruleState's persisted form.
 type ruleSnap struct {
@@ -11,34 +14,31 @@ type ruleSnap struct {
 	FalseN     int          `json:"fn,omitempty"`
 	HasFalse   bool         `json:"hf,omitempty"`
 	FalseSince int64        `json:"fs,omitempty"`
-	W          []windowSnap `json:"w,omitempty"`
+	W          []windowSnap `json:"w,omitempty"` // windows, in snapshots from before they were shared
 }
 
 func (rs *ruleState) snap() ruleSnap {
 	s := ruleSnap{V: rs.version, Firing: rs.firing, Pending: rs.pending, PendSince: rs.pendingSince,
 		FalseN: rs.falseN, HasFalse: rs.hasFalse, FalseSince: rs.falseSince}
-	for _, w := range rs.windows {
-		s.W = append(s.W, w.snap())
-	}
 	return s
 }
 
 // restore rebuilds the state for c, or nil when the snapshot was taken for
 // another version of the rule.
-func (s ruleSnap) restore(c *compiled, buckets int) *ruleState {
-	if s.V != c.rule.Version || len(s.W) != len(c.prog.windows) {
+func (s ruleSnap) restore(c *compiled) *ruleState {
+	if s.V != c.rule.Version {
 		return nil
 	}
-	rs := &ruleState{version: s.V, firing: s.Firing, pending: s.Pending, pendingSince: s.PendSince,
-		falseN: s.FalseN, hasFalse: s.HasFalse, falseSince: s.FalseSince, windows: make([]window, len(s.W))}
-	for i, ws := range s.W {
-		w := ws.restore(c.prog.windows[i])
-		if w == nil {
-			return nil
-		}
-		rs.windows[i] = w
-	}
-	return rs
+	return &ruleState{version: s.V, firing: s.Firing, pending: s.Pending, pendingSince: s.PendSince,
+		falseN: s.FalseN, hasFalse: s.HasFalse, falseSince: s.FalseSince}
+}
+
+// winSnap is a shared window's persisted form with its spec.
+type winSnap struct {
+	Field    string     `json:"f"`
+	Dur      int64      `json:"d"` // ms
+	Tumbling bool       `json:"t,omitempty"`
+	W        windowSnap `json:"w"`
 }
 
 // devSnap is a deviceState's persisted form.
@@ -56,6 +56,7 @@ type devSnap struct {
 	Connected bool                `json:"conn,omitempty"`
 	ConnAt    int64               `json:"cat,omitempty"`
 	Rules     map[string]ruleSnap `json:"rules,omitempty"`
+	Wins      []winSnap           `json:"wins,omitempty"`
 }
 
 func isFieldKey(k string) bool { return !reserved[k] && !strings.HasPrefix(k, "__") }
@@ -89,6 +90,15 @@ func (d *deviceState) snap() devSnap {
 	for id, rs := range d.rules {
 		s.Rules[id] = rs.snap()
 	}
+	for j, w := range d.wins {
+		if w != nil {
+			spec := d.wkeys[j]
+			s.Wins = append(s.Wins, winSnap{Field: spec.Field, Dur: spec.Dur.Milliseconds(), Tumbling: spec.Tumbling, W: w.snap()})
+		}
+	}
+	for spec, w := range d.restWins {
+		s.Wins = append(s.Wins, winSnap{Field: spec.Field, Dur: spec.Dur.Milliseconds(), Tumbling: spec.Tumbling, W: w})
+	}
 	return s
 }
 
@@ -107,5 +117,11 @@ func restoreDevice(id string, s devSnap) *deviceState {
 		d.fieldRecv[k] = v
 	}
 	d.restored = s.Rules
+	if len(s.Wins) > 0 {
+		d.restWins = make(map[windowSpec]windowSnap, len(s.Wins))
+		for _, w := range s.Wins {
+			d.restWins[windowSpec{Field: w.Field, Dur: time.Duration(w.Dur) * time.Millisecond, Tumbling: w.Tumbling}] = w.W
+		}
+	}
 	return d
 }
