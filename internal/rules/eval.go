@@ -105,11 +105,11 @@ type deviceState struct {
 	restored  map[string]ruleSnap // rule states from a snapshot, applied on first use
 	// wins[j] is the window for the organization's wspecs[j], nil until a
 	// rule in scope needs it; wkeys are the specs wins was built for.
-	wins      []window
-	wkeys     []windowSpec
-	wgen      int
-	wcache    []winStat
-	restWins  map[windowSpec]windowSnap // windows from a snapshot, applied on first use
+	wins     []window
+	wkeys    []windowSpec
+	wgen     int
+	wcache   []winStat
+	restWins map[windowSpec]windowSnap // windows from a snapshot, applied on first use
 	// slots[i] caches rules[o.rules[i].rule.ID] for rule set slotGen, so
 	// the per-message loop over the rules does no map lookups.
 	slots   []*ruleState
