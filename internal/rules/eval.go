@@ -22,6 +22,10 @@ type compiled struct {
 	clearForMs int64
 	clearAfter int
 	win        []int // prog.windows[i] is the organization's shared window win[i]
+	// Indices into the organization's field table (orgState.fnames).
+	trigI  []int // prog.triggers
+	fieldI []int // prog.fields
+	fastI  []int // prog.fast.cmps' fields (-1 for aggregates)
 }
 
 func compileRule(r Rule, opts CompileOptions) (*compiled, error) {
@@ -47,6 +51,9 @@ func (c *compiled) inScope(d *deviceState) bool {
 	if s.Template != "" && s.Template != d.template {
 		return false
 	}
+	if len(s.Tags) == 0 {
+		return true
+	}
 	for k, v := range s.Tags {
 		if d.info.Tags[k] != v {
 			return false
@@ -55,17 +62,15 @@ func (c *compiled) inScope(d *deviceState) bool {
 	return true
 }
 
-// triggeredBy reports whether m carries a field the condition reads; a
-// condition that reads no field is evaluated on every message.
-func (p *Program) triggeredBy(m *bus.Telemetry) bool {
-	if len(p.triggers) == 0 {
+// triggered reports whether the message being processed carries a field
+// the condition reads (present is indexed like the organization's fields);
+// a condition that reads no field is evaluated on every message.
+func (c *compiled) triggered(present []bool) bool {
+	if len(c.trigI) == 0 {
 		return true
 	}
-	for _, f := range p.triggers {
-		if _, ok := m.Num[f]; ok {
-			return true
-		}
-		if _, ok := m.Str[f]; ok {
+	for _, i := range c.trigI {
+		if present[i] {
 			return true
 		}
 	}
@@ -74,11 +79,15 @@ func (p *Program) triggeredBy(m *bus.Telemetry) bool {
 
 // orgState holds the rules and device states of one organization.
 type orgState struct {
-	rules      []*compiled
-	fields     map[string]bool // fields some rule reads directly: kept in the device env
-	recvFields map[string]bool // fields nodata(field, …) watches
-	maxWindow  time.Duration
-	devices    map[string]*deviceState
+	rules []*compiled
+	// The fields the rules read, directly or through windows, or watch
+	// with nodata(field, …): fidx[name] indexes fnames, direct and recv.
+	fidx      map[string]int
+	fnames    []string
+	direct    []bool // read directly: kept in the device's env and values
+	recv      []bool // watched by nodata(field, …)
+	maxWindow time.Duration
+	devices   map[string]*deviceState
 	// Windows are shared by every rule of the organization that asks for
 	// the same (field, duration, kind): one window per device and spec,
 	// however many rules read it.
@@ -105,10 +114,15 @@ type deviceState struct {
 	restored  map[string]ruleSnap // rule states from a snapshot, applied on first use
 	// wins[j] is the window for the organization's wspecs[j], nil until a
 	// rule in scope needs it; wkeys are the specs wins was built for.
-	wins     []window
-	wkeys    []windowSpec
-	wgen     int
-	wcache   []winStat
+	wins   []window
+	wkeys  []windowSpec
+	wgen   int
+	wcache []winStat
+	// Per organization field (orgState.fnames): the latest value, whether
+	// it is a number, and whether any value was seen.
+	num      []float64
+	isNum    []bool
+	known    []bool
 	restWins map[windowSpec]windowSnap // windows from a snapshot, applied on first use
 	// slots[i] caches rules[o.rules[i].rule.ID] for rule set slotGen, so
 	// the per-message loop over the rules does no map lookups.
@@ -178,8 +192,17 @@ type winStat struct {
 // ensureWins lays the device's windows out for the current rule set,
 // keeping the windows whose spec is still used.
 func (d *deviceState) ensureWins(o *orgState, gen int) {
-	if d.wgen == gen && len(d.wins) == len(o.wspecs) {
+	if d.wgen == gen && len(d.wins) == len(o.wspecs) && len(d.known) == len(o.fnames) {
 		return
+	}
+	d.num, d.isNum, d.known = make([]float64, len(o.fnames)), make([]bool, len(o.fnames)), make([]bool, len(o.fnames))
+	for i, f := range o.fnames {
+		switch v := d.env[f].(type) {
+		case float64:
+			d.num[i], d.isNum[i], d.known[i] = v, true, true
+		case string:
+			d.known[i] = true
+		}
 	}
 	old, oldKeys := d.wins, d.wkeys
 	d.wins, d.wkeys = make([]window, len(o.wspecs)), o.wspecs
@@ -319,6 +342,9 @@ type evaluator struct {
 	gen      int    // bumped by setRules: invalidates every device's slots and windows
 	statGen  uint64 // bumped per evaluation time: invalidates cached window summaries
 	aggVals  []float64
+	present  []bool // per organization field: carried by the message being processed
+	// Counts not yet added to st: one atomic add per message, not per rule.
+	evals, skipped int64
 }
 
 func newEvaluator(buckets int, log *slog.Logger) *evaluator {
@@ -332,7 +358,7 @@ func newEvaluator(buckets int, log *slog.Logger) *evaluator {
 func (ev *evaluator) setRules(rs []*compiled) {
 	ev.gen++
 	for _, o := range ev.orgs {
-		o.rules, o.fields, o.recvFields, o.maxWindow, o.wspecs = nil, map[string]bool{}, map[string]bool{}, 0, nil
+		o.rules, o.fidx, o.fnames, o.direct, o.recv, o.maxWindow, o.wspecs = nil, map[string]int{}, nil, nil, nil, 0, nil
 	}
 	for _, c := range rs {
 		o := ev.org(c.rule.Org)
@@ -346,12 +372,29 @@ func (ev *evaluator) setRules(rs []*compiled) {
 			}
 			c.win[i] = j
 		}
+		c.fieldI = c.fieldI[:0]
 		for _, f := range c.prog.fields {
-			o.fields[f] = true
+			i := o.field(f)
+			o.direct[i] = true
+			c.fieldI = append(c.fieldI, i)
+		}
+		c.trigI = c.trigI[:0]
+		for _, f := range c.prog.triggers {
+			c.trigI = append(c.trigI, o.field(f))
+		}
+		c.fastI = nil
+		if c.prog.fast != nil {
+			for _, fc := range c.prog.fast.cmps {
+				i := -1
+				if fc.agg < 0 {
+					i = o.field(fc.field)
+				}
+				c.fastI = append(c.fastI, i)
+			}
 		}
 		for _, a := range c.prog.absences {
 			if a.field != "" {
-				o.recvFields[a.field] = true
+				o.recv[o.field(a.field)] = true
 			}
 		}
 		if c.prog.maxWindow > o.maxWindow {
@@ -378,10 +421,23 @@ func (ev *evaluator) setRules(rs []*compiled) {
 func (ev *evaluator) org(id string) *orgState {
 	o := ev.orgs[id]
 	if o == nil {
-		o = &orgState{fields: map[string]bool{}, recvFields: map[string]bool{}, devices: map[string]*deviceState{}}
+		o = &orgState{fidx: map[string]int{}, devices: map[string]*deviceState{}}
 		ev.orgs[id] = o
 	}
 	return o
+}
+
+// field returns the index of a field in the organization's table.
+func (o *orgState) field(name string) int {
+	if i, ok := o.fidx[name]; ok {
+		return i
+	}
+	i := len(o.fnames)
+	o.fidx[name] = i
+	o.fnames = append(o.fnames, name)
+	o.direct = append(o.direct, false)
+	o.recv = append(o.recv, false)
+	return i
 }
 
 func (o *orgState) device(id string, wall int64) *deviceState {
@@ -445,26 +501,43 @@ func (ev *evaluator) process(ctx context.Context, m *bus.Telemetry, wall int64, 
 		recv = m.TS
 	}
 	d.seen, d.lastTS, d.lastRecv, d.dirty = true, m.TS, recv, true
-	for name, v := range m.Num {
-		if o.fields[name] {
-			d.setNum(name, v)
-		}
-		if o.recvFields[name] {
-			d.fieldRecv[name] = recv
-		}
-	}
-	for name, v := range m.Str {
-		if o.fields[name] {
-			d.setStr(name, v)
-		}
-		if o.recvFields[name] {
-			d.fieldRecv[name] = recv
-		}
-	}
 	if d.slotGen != ev.gen || len(d.slots) != len(o.rules) {
 		d.slots, d.slotGen = make([]*ruleState, len(o.rules)), ev.gen
 	}
 	d.ensureWins(o, ev.gen)
+	if cap(ev.present) < len(o.fnames) {
+		ev.present = make([]bool, len(o.fnames))
+	}
+	present := ev.present[:len(o.fnames)]
+	clear(present)
+	for name, v := range m.Num {
+		i, ok := o.fidx[name]
+		if !ok {
+			continue
+		}
+		present[i] = true
+		if o.direct[i] {
+			d.setNum(name, v)
+			d.num[i], d.isNum[i], d.known[i] = v, true, true
+		}
+		if o.recv[i] {
+			d.fieldRecv[name] = recv
+		}
+	}
+	for name, v := range m.Str {
+		i, ok := o.fidx[name]
+		if !ok {
+			continue
+		}
+		present[i] = true
+		if o.direct[i] {
+			d.setStr(name, v)
+			d.isNum[i], d.known[i] = false, true
+		}
+		if o.recv[i] {
+			d.fieldRecv[name] = recv
+		}
+	}
 	for j, w := range d.wins {
 		if w == nil {
 			continue
@@ -475,7 +548,7 @@ func (ev *evaluator) process(ctx context.Context, m *bus.Telemetry, wall int64, 
 	}
 	ev.statGen++
 	for i, c := range o.rules {
-		if !c.inScope(d) || !c.prog.triggeredBy(m) {
+		if !c.inScope(d) || !c.triggered(present) {
 			continue
 		}
 		for _, j := range c.win {
@@ -489,6 +562,19 @@ func (ev *evaluator) process(ctx context.Context, m *bus.Telemetry, wall int64, 
 		if eval {
 			ev.evaluate(m.Org, c, d, rs, m.TS, recv, out)
 		}
+	}
+	ev.count()
+}
+
+// count publishes the evaluation counts to the engine's statistics.
+func (ev *evaluator) count() {
+	if ev.evals != 0 {
+		ev.st.evaluations.Add(ev.evals)
+		ev.evals = 0
+	}
+	if ev.skipped != 0 {
+		ev.st.skipped.Add(ev.skipped)
+		ev.skipped = 0
 	}
 }
 
@@ -545,6 +631,7 @@ func (ev *evaluator) backfill(ctx context.Context, org string, o *orgState, d *d
 // sweep evaluates the rules that watch for absence at wall time now.
 func (ev *evaluator) sweep(now int64, out *[]intent) {
 	ev.statGen++
+	defer ev.count()
 	for org, o := range ev.orgs {
 		for _, c := range o.rules {
 			if !c.prog.Absence() {
@@ -567,10 +654,10 @@ func (ev *evaluator) sweep(now int64, out *[]intent) {
 func (ev *evaluator) evaluate(org string, c *compiled, d *deviceState, rs *ruleState, t, wall int64, out *[]intent) {
 	res, ok := ev.run(org, c, d, rs, t, wall)
 	if !ok {
-		ev.st.skipped.Add(1)
+		ev.skipped++
 		return
 	}
-	ev.st.evaluations.Add(1)
+	ev.evals++
 	d.dirty = true
 	if res {
 		rs.falseN, rs.hasFalse = 0, false
@@ -611,8 +698,8 @@ func (ev *evaluator) evaluate(org string, c *compiled, d *deviceState, rs *ruleS
 func (ev *evaluator) run(org string, c *compiled, d *deviceState, rs *ruleState, t, wall int64) (res, ok bool) {
 	p := c.prog
 	env := d.env
-	for _, f := range p.fields {
-		if _, ok := env[f]; !ok {
+	for _, i := range c.fieldI {
+		if !d.known[i] {
 			return false, false
 		}
 	}
@@ -630,7 +717,7 @@ func (ev *evaluator) run(org string, c *compiled, d *deviceState, rs *ruleState,
 		ev.aggVals = append(ev.aggVals, v)
 	}
 	if p.fast != nil {
-		if res, ok := p.fast.eval(env, ev.aggVals); ok {
+		if res, ok := p.fast.eval(d.num, d.isNum, c.fastI, ev.aggVals); ok {
 			return res, true
 		}
 	}

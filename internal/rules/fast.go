@@ -21,18 +21,20 @@ type fastCmp struct {
 	k     float64
 }
 
-func (f *fastCond) eval(env map[string]any, aggs []float64) (res, ok bool) {
+// eval answers the condition from the device's field values: num[idx[i]]
+// is the value of cmps[i]'s field when isNum says it is a number.
+func (f *fastCond) eval(num []float64, isNum []bool, idx []int, aggs []float64) (res, ok bool) {
 	for i := range f.cmps {
 		c := &f.cmps[i]
 		var v float64
 		if c.agg >= 0 {
 			v = aggs[c.agg]
 		} else {
-			x, isNum := env[c.field].(float64)
-			if !isNum {
+			j := idx[i]
+			if !isNum[j] {
 				return false, false
 			}
-			v = x
+			v = num[j]
 		}
 		r := c.test(v)
 		if f.or && r {

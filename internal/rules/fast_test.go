@@ -39,7 +39,8 @@ func TestFastPathMatchesVM(t *testing.T) {
 				aggs[i] = vals[rng.IntN(len(vals)-2)].(float64)
 				env[p.aggs[i].name] = aggs[i]
 			}
-			got, ok := p.fast.eval(env, aggs)
+			num, isNum, idx := fastInputs(p, env)
+			got, ok := p.fast.eval(num, isNum, idx, aggs)
 			out, err := machine.Run(p.prog, env)
 			if !ok {
 				// Only a non-number field may send it to the VM.
@@ -71,4 +72,23 @@ func TestFastPathMatchesVM(t *testing.T) {
 			t.Errorf("%s: took the fast path, which cannot express it", src)
 		}
 	}
+}
+
+// fastInputs lays env out as the engine does: one slot per field.
+func fastInputs(p *Program, env map[string]any) ([]float64, []bool, []int) {
+	num := make([]float64, len(p.fields))
+	isNum := make([]bool, len(p.fields))
+	for i, f := range p.fields {
+		num[i], isNum[i] = env[f].(float64)
+	}
+	idx := make([]int, len(p.fast.cmps))
+	for i, c := range p.fast.cmps {
+		idx[i] = -1
+		for j, f := range p.fields {
+			if f == c.field && c.agg < 0 {
+				idx[i] = j
+			}
+		}
+	}
+	return num, isNum, idx
 }
