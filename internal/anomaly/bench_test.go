@@ -81,3 +81,15 @@ func BenchmarkFieldwise8(b *testing.B) {
 		f.Observe(rows[i&4095], &res)
 	}
 }
+
+func BenchmarkChangepoint8(b *testing.B) {
+	fields := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
+	p, _ := NewChangepoint(ChangepointConfig{Fields: fields})
+	rows := benchRows(8)
+	var res Result
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p.Observe(rows[i&4095], &res)
+	}
+}

@@ -456,54 +456,43 @@ func (m *Manager) Snapshot(w io.Writer) error {
 // Restore loads a snapshot written by Snapshot, replacing the state of the
 // devices it holds. Devices whose template has since changed fields, kind
 // or warm-up are skipped and will relearn; the count of skipped devices is
-// returned. A corrupt snapshot changes nothing.
+// returned. A corrupt snapshot changes nothing. Configure templates
+// (SetTemplate) first: SnapshotTemplates lists the ones it needs.
 func (m *Manager) Restore(r io.Reader) (skipped int, err error) {
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return 0, fmt.Errorf("read anomaly snapshot: %w", err)
 	}
-	dec := decoder{b: b}
-	dec.header(snapshotMagic, snapshotVersion)
 	type rec struct {
 		k Key
 		d *device
 	}
 	var recs []rec
-	for dec.err == nil {
-		if dec.u64() != 1 {
-			break
-		}
-		k := Key{Org: dec.str(), Device: dec.str()}
-		tmplName, fp, fields := dec.str(), dec.str(), dec.strs()
-		last := dec.i64()
-		held := dec.f64s()
-		state := dec.str()
-		if dec.err != nil {
-			break
-		}
-		t, ver := m.template(k.Org, tmplName)
-		if fingerprint(t.Kind, t.Warmup, fields) != fp || len(held) != len(fields) || (len(t.Fields) > 0 && !equalStrings(t.Fields, fields)) {
+	err = readSnapshot(b, func(sr snapRecord) error {
+		t, ver := m.template(sr.k.Org, sr.tmplName)
+		if fingerprint(t.Kind, t.Warmup, sr.fields) != sr.fp || len(sr.held) != len(sr.fields) || (len(t.Fields) > 0 && !equalStrings(t.Fields, sr.fields)) {
 			skipped++
-			continue
+			return nil
 		}
-		det, err := t.build(fields)
+		det, err := t.build(sr.fields)
 		if err == nil {
-			err = det.UnmarshalBinary([]byte(state))
+			err = det.UnmarshalBinary([]byte(sr.state))
 		}
 		if err != nil {
 			if errors.Is(err, ErrSnapshot) {
 				skipped++
-				continue
+				return nil
 			}
-			return 0, err
+			return err
 		}
-		d := &device{tmplName: tmplName, version: ver, fp: fp, t: t, fields: fields, det: det, hold: t.Kind == KindPCA, held: held, x: make([]float64, len(fields))}
-		if last != 0 {
-			d.last = time.Unix(0, last)
+		d := &device{tmplName: sr.tmplName, version: ver, fp: sr.fp, t: t, fields: sr.fields, det: det, hold: t.Kind == KindPCA, held: sr.held, x: make([]float64, len(sr.fields))}
+		if sr.last != 0 {
+			d.last = time.Unix(0, sr.last)
 		}
-		recs = append(recs, rec{k, d})
-	}
-	if err := dec.done(); err != nil {
+		recs = append(recs, rec{sr.k, d})
+		return nil
+	})
+	if err != nil {
 		return 0, fmt.Errorf("restore anomaly models: %w", err)
 	}
 	for _, rc := range recs {
@@ -521,4 +510,63 @@ func (m *Manager) Restore(r io.Reader) (skipped int, err error) {
 		m.log.Info("anomaly models skipped on restore because their templates changed; they will relearn", "devices", skipped)
 	}
 	return skipped, nil
+}
+
+// TemplateRef names a template of an organisation.
+type TemplateRef struct {
+	Org, Template string
+}
+
+// SnapshotTemplates lists, in first-seen order, the templates whose devices
+// a snapshot holds (the empty name is the default), so a hub can configure
+// them before Restore instead of letting their devices relearn.
+func SnapshotTemplates(b []byte) ([]TemplateRef, error) {
+	var out []TemplateRef
+	seen := map[TemplateRef]bool{}
+	err := readSnapshot(b, func(sr snapRecord) error {
+		ref := TemplateRef{sr.k.Org, sr.tmplName}
+		if !seen[ref] {
+			seen[ref] = true
+			out = append(out, ref)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read anomaly snapshot: %w", err)
+	}
+	return out, nil
+}
+
+// snapRecord is one device record of a snapshot.
+type snapRecord struct {
+	k            Key
+	tmplName, fp string
+	fields       []string
+	last         int64
+	held         []float64
+	state        string
+}
+
+// readSnapshot decodes a snapshot, calling fn for each device record; it
+// stops at fn's first error.
+func readSnapshot(b []byte, fn func(snapRecord) error) error {
+	dec := decoder{b: b}
+	dec.header(snapshotMagic, snapshotVersion)
+	for dec.err == nil {
+		if dec.u64() != 1 {
+			break
+		}
+		sr := snapRecord{k: Key{Org: dec.str(), Device: dec.str()}}
+		sr.tmplName, sr.fp, sr.fields = dec.str(), dec.str(), dec.strs()
+		sr.last = dec.i64()
+		sr.held = dec.f64s()
+		sr.state = dec.str()
+		if dec.err != nil {
+			break
+		}
+		if err := fn(sr); err != nil {
+			return err
+		}
+	}
+	return dec.done()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -139,6 +140,13 @@ func TestManagerSnapshotRestore(t *testing.T) {
 	var buf bytes.Buffer
 	if err := a.Snapshot(&buf); err != nil {
 		t.Fatal(err)
+	}
+	refs, err := SnapshotTemplates(buf.Bytes())
+	if err != nil || len(refs) != 2 || !slices.Contains(refs, TemplateRef{"o", ""}) || !slices.Contains(refs, TemplateRef{"o", "uni"}) {
+		t.Fatalf("snapshot templates %v, err %v; want o/\"\" and o/uni", refs, err)
+	}
+	if _, err := SnapshotTemplates(buf.Bytes()[:buf.Len()-5]); !errors.Is(err, ErrSnapshot) {
+		t.Fatalf("templates of a corrupt snapshot: err %v", err)
 	}
 	b := mk()
 	skipped, err := b.Restore(bytes.NewReader(buf.Bytes()))

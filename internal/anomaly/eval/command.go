@@ -64,9 +64,12 @@ Detectors:
 	f.IntVar(&o.Warmup, "warmup", 0, "learning period in rows (default: the protocol's)")
 	f.Float64Var(&o.Model.Variance, "variance", 0, "pca: variance share kept in the principal subspace (default 0.9)")
 	f.IntVar(&o.Model.Smoothing, "smoothing", 0, "pca: span of the score smoothing in rows (default 20)")
-	f.Float64Var(&o.Model.Margin, "margin", 0, "limit = margin × largest statistic while calibrating (default 1)")
+	f.Float64Var(&o.Model.Margin, "margin", 0, "limit = margin × largest statistic while calibrating (default 1; changepoint 1.5)")
 	f.IntVar(&o.Model.Window, "window", 0, "univariate: short window span in rows (default 20)")
 	f.IntVar(&o.Model.HalfLife, "halflife", 0, "post-warm-up adaptation half-life in rows (default 5 × warm-up)")
 	f.IntVar(&o.Model.AlertHalfLife, "alert-halflife", 0, "univariate: adaptation half-life while alerting (default 4 × halflife)")
+	f.Float64Var(&o.Model.Drift, "drift", 0, "changepoint: CUSUM drift k in noise sd (default 0.5)")
+	f.Float64Var(&o.Model.Floor, "floor", 0, "changepoint: lowest CUSUM limit h in noise sd (default 10)")
+	f.IntVar(&o.Model.Refractory, "refractory", 0, "changepoint: rows after a report with no other (default 10)")
 	return cmd
 }

@@ -18,14 +18,18 @@ type ModelOptions struct {
 	HalfLife  int     // post-warm-up adaptation half-life
 	// AlertHalfLife is the univariate adaptation half-life while alerting.
 	AlertHalfLife int
+	Drift         float64 // changepoint: CUSUM reference value k, in noise sd
+	Floor         float64 // changepoint: lowest CUSUM limit h, in noise sd
+	Refractory    int     // changepoint: points after a report with no other
 }
 
 // detectorNames maps names to a one-line description.
 func detectorNames() map[string]string {
 	return map[string]string{
-		"pca":        "streaming PCA, combined T² and Q index, smoothed (multivariate)",
-		"hotelling":  "streaming Hotelling T² over all components, smoothed (multivariate)",
-		"univariate": "per-field ensemble: robust z-score, relative entropy of a short window, stuck-run surprise",
+		"pca":         "streaming PCA, combined T² and Q index, smoothed (multivariate)",
+		"hotelling":   "streaming Hotelling T² over all components, smoothed (multivariate)",
+		"univariate":  "per-field ensemble: robust z-score, relative entropy of a short window, stuck-run surprise",
+		"changepoint": "per-field two-sided CUSUM that re-estimates the level after each change; alerts are change events, not states",
 	}
 }
 
@@ -52,6 +56,11 @@ func DefaultDetector(format string) string {
 	return "univariate"
 }
 
+// eventDetector reports whether a detector's alerts are change events
+// rather than states: its detections are the alerting rows themselves, not
+// the rows where the alert state changes.
+func eventDetector(name string) bool { return name == "changepoint" }
+
 func newDetector(name string, fields []string, warmup int, sens float64, m ModelOptions) (anomaly.Detector, error) {
 	switch name {
 	case "pca", "hotelling":
@@ -60,6 +69,8 @@ func newDetector(name string, fields []string, warmup int, sens float64, m Model
 			c.Variance = 1
 		}
 		return anomaly.NewPCA(c)
+	case "changepoint":
+		return anomaly.NewChangepoint(anomaly.ChangepointConfig{Fields: fields, Warmup: warmup, Sensitivity: sens, Drift: m.Drift, Floor: m.Floor, Refractory: m.Refractory, Margin: m.Margin})
 	case "univariate":
 		return anomaly.NewFieldwise(fields, anomaly.UnivariateConfig{Warmup: warmup, Sensitivity: sens, Margin: m.Margin, Window: m.Window, HalfLife: m.HalfLife, AlertHalfLife: m.AlertHalfLife})
 	}

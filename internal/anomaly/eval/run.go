@@ -293,6 +293,9 @@ func evalFile(s *series, opts Options, labels map[string][]nab.Window, sum *Summ
 			fr.SKABNAB = NABSet{}
 			times := s.times[start:]
 			det := edges(alerts[start:])
+			if eventDetector(opts.Detector) {
+				det = alerts[start:]
+			}
 			var cps []time.Time
 			for i := start; i < n; i++ {
 				if s.cp != nil && s.cp[i] {

@@ -1,0 +1,196 @@
+package eval
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/shopfloor/shopfloor/internal/anomaly"
+)
+
+// likelihood is Numenta's anomaly likelihood (Ahmad et al., "Unsupervised
+// real-time anomaly detection for streaming data", Neurocomputing 2017)
+// over a detector's raw scores: a Gaussian fitted to the last window scored
+// rows, and the tail probability of the mean of the last short ones; a row
+// alerts when that probability is at most eps. With freeze, alerting rows
+// are kept out of the fitted history. Scores before start (warm-up) are
+// not used.
+func likelihood(scores []float64, start, window, short int, eps float64, freeze bool) []bool {
+	out := make([]bool, len(scores))
+	hist := make([]float64, 0, window)
+	for i := start; i < len(scores); i++ {
+		lo := max(start, i-short+1)
+		m := 0.0
+		for _, v := range scores[lo : i+1] {
+			m += v
+		}
+		m /= float64(i + 1 - lo)
+		if len(hist) >= 50 {
+			mu, v := 0.0, 0.0
+			for _, h := range hist {
+				mu += h
+			}
+			mu /= float64(len(hist))
+			for _, h := range hist {
+				v += (h - mu) * (h - mu)
+			}
+			sd := math.Max(math.Sqrt(v/float64(len(hist))), 0.03)
+			out[i] = 0.5*math.Erfc((m-mu)/sd/math.Sqrt2) <= eps
+		}
+		if !(freeze && out[i]) {
+			if len(hist) == window {
+				hist = append(hist[:0], hist[1:]...)
+			}
+			hist = append(hist, scores[i])
+		}
+	}
+	return out
+}
+
+// TestSKABFalseAlarmFrontier measures what the false-alarm target costs in
+// point-wise F1: the default univariate detector at lower sensitivities,
+// with a slower alert half-life, and with Numenta's anomaly likelihood on
+// its scores. RESULTS.md quotes the table. None of these reaches both
+// targets (held-out F1 ≥ 0.80 and fewer than 1 alert per 10,000 rows on
+// the anomaly-free file); the test fails if one does, so the document is
+// updated.
+func TestSKABFalseAlarmFrontier(t *testing.T) {
+	root := filepath.Join(datasets(t), "skab", "data")
+	if _, err := os.Stat(filepath.Join(root, "valve1")); err != nil {
+		t.Skipf("SKIPPING SKAB FRONTIER: dataset not found at %s (set SHOPFLOOR_DATASETS to the shared datasets directory)", root)
+	}
+	var sb strings.Builder
+	sb.WriteString("| univariate variant | F1 dev | F1 held-out | F1 all | anomaly-free alert rows | per 10,000 |\n|---|---:|---:|---:|---:|---:|\n")
+	row := func(name string, sp []Split, free, rows int) {
+		per := 1e4 * float64(free) / float64(rows)
+		fmt.Fprintf(&sb, "| %s | %.3f | %.3f | %.3f | %d | %.1f |\n", name, sp[0].Pointwise.F1, sp[1].Pointwise.F1, sp[2].Pointwise.F1, free, per)
+		if sp[1].Pointwise.F1 >= 0.80 && per < 1 {
+			t.Errorf("%s meets both targets: update RESULTS.md and consider it as the default", name)
+		}
+	}
+	type variant struct {
+		name string
+		sens float64
+		m    ModelOptions
+	}
+	vs := []variant{{"default (sensitivity 0.5)", 0.5, ModelOptions{}}}
+	for _, s := range []float64{0.2, 0.05, 0.01, 0.001} {
+		vs = append(vs, variant{fmt.Sprintf("sensitivity %g", s), s, ModelOptions{}})
+	}
+	for _, h := range []int{400, 800} {
+		vs = append(vs, variant{fmt.Sprintf("alert half-life %d (default 1,600)", h), 0.5, ModelOptions{AlertHalfLife: h}})
+	}
+	for _, v := range vs {
+		sum, err := Run(context.Background(), Options{Data: root, Format: FormatSKAB, Out: t.TempDir(), Detector: "univariate", Sensitivity: v.sens, Model: v.m}, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		row(v.name, sum.Splits, sum.FreeAlerts, sum.FreeRows)
+	}
+
+	// Anomaly likelihood on the default detector's scores, recomputed here
+	// row by row (the harness writes alerts, not likelihoods).
+	files, err := listCSV(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type scored struct {
+		rel    string
+		scores []float64
+		label  []bool
+	}
+	var all []scored
+	for _, rel := range files {
+		s, err := readSKAB(filepath.Join(root, filepath.FromSlash(rel)), rel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		det, err := newDetector("univariate", s.fields, skabTrainRows, 0.5, ModelOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := scored{rel: rel, scores: make([]float64, s.rows()), label: make([]bool, s.rows())}
+		var res anomaly.Result
+		for i := 0; i < s.rows(); i++ {
+			det.Observe(s.row(i), &res)
+			sc.scores[i] = res.Score
+			sc.label[i] = s.anomaly != nil && s.anomaly[i]
+		}
+		all = append(all, sc)
+	}
+	for _, eps := range []float64{1e-5, 1e-3} {
+		for _, freeze := range []bool{false, true} {
+			var fr []FileResult
+			free, rows := 0, 0
+			for _, sc := range all {
+				a := likelihood(sc.scores, skabTrainRows, 8640, 10, eps, freeze)
+				var c Metrics
+				labelled := containsTrue(sc.label)
+				for i := skabTrainRows; i < len(a); i++ {
+					c.Confusion.Count(sc.label[i], a[i])
+					if !labelled {
+						rows++
+						if a[i] {
+							free++
+						}
+					}
+				}
+				fr = append(fr, FileResult{File: sc.rel, Labelled: labelled, Pointwise: metricsOf(c.Confusion)})
+			}
+			name := fmt.Sprintf("likelihood ≥ 1−%g (history 8,640, mean of 10)", eps)
+			if freeze {
+				name += ", alerting rows not learned"
+			}
+			row(name, splits(fr, []string{"valve1"}), free, rows)
+		}
+	}
+
+	// A device alert confirmed by at least 2 or 3 fields alerting at once.
+	for _, need := range []int{2, 3} {
+		var fr []FileResult
+		free, rows := 0, 0
+		for _, rel := range files {
+			s, err := readSKAB(filepath.Join(root, filepath.FromSlash(rel)), rel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			us := make([]*anomaly.Univariate, len(s.fields))
+			for j := range us {
+				if us[j], err = anomaly.NewUnivariate(anomaly.UnivariateConfig{Field: s.fields[j]}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			labelled := s.anomaly != nil && containsTrue(s.anomaly)
+			var c Metrics
+			var res anomaly.Result
+			for i := 0; i < s.rows(); i++ {
+				k := 0
+				for j, u := range us {
+					u.ObserveValue(s.row(i)[j], &res)
+					if res.Alert {
+						k++
+					}
+				}
+				if i < skabTrainRows {
+					continue
+				}
+				if !labelled {
+					rows++
+					if k >= need {
+						free++
+					}
+					continue
+				}
+				c.Confusion.Count(s.anomaly[i], k >= need)
+			}
+			fr = append(fr, FileResult{File: rel, Labelled: labelled, Pointwise: metricsOf(c.Confusion)})
+		}
+		row(fmt.Sprintf("device alert needs %d fields in alert", need), splits(fr, []string{"valve1"}), free, rows)
+	}
+	t.Log("SKAB, false alarms against point-wise F1:\n" + sb.String())
+}
