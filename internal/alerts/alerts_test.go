@@ -9,6 +9,7 @@ import (
 	"github.com/shopfloor/shopfloor/internal/store/storetest"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -405,4 +406,55 @@ func TestJSONShape(t *testing.T) {
 	if m["count"].(float64) != 3 || m["firstSeen"] != "2025-01-02T03:04:05Z" {
 		t.Errorf("JSON values: %s", b)
 	}
+}
+
+// TestGroupedWritesIsolateFailures: changes asked for at the same time are
+// written together, and one that fails (an unknown alert) neither undoes
+// nor blocks the others.
+func TestGroupedWritesIsolateFailures(t *testing.T) {
+	forEachDB(t, func(t *testing.T, svc *Service, pub *recorder, db *sql.DB) {
+		ctx := context.Background()
+		const n = 300
+		var wg sync.WaitGroup
+		var notFound, other atomic.Int64
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var err error
+				if i%10 == 9 {
+					_, err = svc.Ack(ctx, "o1", fmt.Sprintf("no-such-alert-%d", i), "tester", "")
+					if errors.Is(err, ErrNotFound) {
+						notFound.Add(1)
+						return
+					}
+				} else {
+					_, _, err = svc.Fire(ctx, FireRequest{Org: "o1", Rule: "storm", Device: fmt.Sprintf("d%03d", i), Severity: SeverityMinor})
+				}
+				if err != nil {
+					other.Add(1)
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if notFound.Load() != n/10 || other.Load() != 0 {
+			t.Fatalf("%d not-found answers (want %d), %d other errors", notFound.Load(), n/10, other.Load())
+		}
+		total, after := 0, ""
+		for {
+			p, err := svc.List(ctx, "o1", Filter{State: StateActive, Limit: 1000, After: after})
+			if err != nil {
+				t.Fatal(err)
+			}
+			total += len(p.Items)
+			if p.Next == "" {
+				break
+			}
+			after = p.Next
+		}
+		if want := n - n/10; total != want {
+			t.Fatalf("%d alerts stored, want %d", total, want)
+		}
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/shopfloor/shopfloor/internal/sqldb"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -28,11 +29,12 @@ type Config struct {
 // Service is the alert lifecycle over its store. It is safe for concurrent
 // use, also by several processes sharing one PostgreSQL database.
 type Service struct {
-	db  *sql.DB
-	pg  bool
-	pub Publisher
-	log *slog.Logger
-	now func() time.Time
+	group txGroup
+	db    *sql.DB
+	pg    bool
+	pub   Publisher
+	log   *slog.Logger
+	now   func() time.Time
 }
 
 // New creates the alerts_ tables if they do not exist and returns the service.
@@ -169,19 +171,117 @@ func (s *Service) publish(ctx context.Context, ev AlertEvent) error {
 	return nil
 }
 
-func (s *Service) withTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+// withTx runs fn in a transaction. Transactions that callers ask for while
+// one is being written are then written together, each in its own
+// savepoint: one commit (one fsync on SQLite) for a burst of alert changes,
+// and a failing change does not undo the others. fn must use the ctx it is
+// given, which is not cancelled while the group is written.
+func (s *Service) withTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	j := &txJob{ctx: ctx, fn: fn, done: make(chan struct{})}
+	s.group.mu.Lock()
+	s.group.queue = append(s.group.queue, j)
+	if !s.group.running {
+		s.group.running = true
+		go s.writeGroups()
+	}
+	s.group.mu.Unlock()
+	<-j.done
+	return j.err
+}
+
+// txGroup is the queue of transactions waiting to be written together.
+type txGroup struct {
+	mu      sync.Mutex
+	queue   []*txJob
+	running bool // a writer goroutine is draining the queue
+}
+
+type txJob struct {
+	ctx  context.Context
+	fn   func(ctx context.Context, tx *sql.Tx) error
+	err  error
+	done chan struct{}
+}
+
+// maxGroup bounds how many changes share one transaction.
+const maxGroup = 256
+
+func (s *Service) writeGroups() {
+	for {
+		s.group.mu.Lock()
+		n := min(len(s.group.queue), maxGroup)
+		if n == 0 {
+			s.group.running = false
+			s.group.mu.Unlock()
+			return
+		}
+		batch := append([]*txJob(nil), s.group.queue[:n]...)
+		s.group.queue = append(s.group.queue[:0], s.group.queue[n:]...)
+		s.group.mu.Unlock()
+		s.writeGroup(batch)
+		for _, j := range batch {
+			close(j.done)
+		}
+	}
+}
+
+func (s *Service) writeGroup(batch []*txJob) {
+	live := batch[:0:0]
+	for _, j := range batch {
+		if err := j.ctx.Err(); err != nil {
+			j.err = err // the caller gave up before anything was written
+			continue
+		}
+		live = append(live, j)
+	}
+	if len(live) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(live[0].ctx), 30*time.Second)
+	defer cancel()
+	fail := func(err error) {
+		for _, j := range live {
+			if j.err == nil {
+				j.err = err
+			}
+		}
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("alerts: begin: %w", err)
+		fail(fmt.Errorf("alerts: begin: %w", err))
+		return
 	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
+	if len(live) == 1 {
+		if err := live[0].fn(ctx, tx); err != nil {
+			_ = tx.Rollback()
+			live[0].err = err
+			return
+		}
+	} else {
+		for _, j := range live {
+			if _, err := tx.ExecContext(ctx, "SAVEPOINT alert_change"); err != nil {
+				_ = tx.Rollback()
+				fail(fmt.Errorf("alerts: savepoint: %w", err))
+				return
+			}
+			if err := j.fn(ctx, tx); err != nil {
+				j.err = err
+				if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT alert_change"); rerr != nil {
+					_ = tx.Rollback()
+					fail(fmt.Errorf("alerts: roll back one change: %w", rerr))
+					return
+				}
+			}
+			if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT alert_change"); err != nil {
+				_ = tx.Rollback()
+				fail(fmt.Errorf("alerts: release savepoint: %w", err))
+				return
+			}
+		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("alerts: commit: %w", err)
+		fail(fmt.Errorf("alerts: commit: %w", err))
 	}
-	return nil
 }
 
 func (s *Service) addHistory(ctx context.Context, tx *sql.Tx, id, org string, c Change) error {
@@ -219,7 +319,7 @@ func (s *Service) Fire(ctx context.Context, r FireRequest) (a Alert, opened bool
 		vals = string(b)
 	}
 	id := newID(now)
-	err = s.withTx(ctx, func(tx *sql.Tx) error {
+	err = s.withTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		row := tx.QueryRowContext(ctx, s.q(`INSERT INTO alerts_alerts
 			(id, org, rule, rule_name, device, severity, state, occurrences, first_seen, last_seen, message, vals, updated_at, version)
 			VALUES (?, ?, ?, ?, ?, ?, 'open', 1, ?, ?, ?, ?, ?, 1)
@@ -276,7 +376,7 @@ func (s *Service) change(ctx context.Context, load func(ctx context.Context, tx 
 		var c Change
 		var et EventType
 		raced := false
-		err := s.withTx(ctx, func(tx *sql.Tx) error {
+		err := s.withTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			row, what := load(ctx, tx)
 			var version int64
 			var err error

@@ -32,7 +32,7 @@ type Config struct {
 	ReloadEvery      time.Duration // rule change polling; default 5s
 	InfoTTL          time.Duration // device info cache; default 1m
 	WindowBuckets    int           // buckets per sliding window; default 30
-	AlertConcurrency int           // parallel alert calls; default 8
+	AlertConcurrency int           // parallel alert calls (they share transactions); default 64
 }
 
 // Engine evaluates the rules of every organization against telemetry and
@@ -101,7 +101,7 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 		cfg.InfoTTL = time.Minute
 	}
 	if cfg.AlertConcurrency <= 0 {
-		cfg.AlertConcurrency = 8
+		cfg.AlertConcurrency = 64
 	}
 	e := &Engine{cfg: cfg, store: cfg.Store, alerts: cfg.Alerts, log: cfg.Logger, now: cfg.Now,
 		opts: CompileOptions{Anomaly: cfg.Anomaly != nil}}
