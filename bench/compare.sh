@@ -65,20 +65,8 @@ stop() {
 	wait "$1" 2>/dev/null || true
 }
 
-# free_port: a loopback TCP port nobody listens on (never 1883).
-free_port() {
-	local p
-	for _ in $(seq 1 200); do
-		# Below the ephemeral range (32768+), where outgoing connections take ports.
-		p=$((20000 + RANDOM % 12000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return 0
-		fi
-	done
-	say "no free port found"
-	return 1
-}
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 # wait_port PORT SECONDS: until something accepts connections on the port.
 wait_port() {
@@ -154,17 +142,7 @@ run_shopfloor() {
 		--mqtt "127.0.0.1:$mqtt" --mqtts "127.0.0.1:$mqtts" >"$WORK/hub.log" 2>&1 &
 	pid=$!
 	PIDS+=("$pid")
-	for i in $(seq 1 600); do
-		if curl -fsS -o /dev/null "http://127.0.0.1:$http/healthz" 2>/dev/null; then
-			break
-		fi
-		if ! kill -0 "$pid" 2>/dev/null || [ "$i" = 600 ]; then
-			say "the hub did not become ready; the end of its log:"
-			tail -n 30 "$WORK/hub.log" >&2
-			exit 1
-		fi
-		sleep 0.1
-	done
+	wait_healthy "$http" "$pid" "$WORK/hub.log"
 	say "shopfloor hub on 127.0.0.1:$mqtt (HTTP $http): ${CONNECTIONS} connections, QoS $QOS, $DURATION"
 	"$BIN" bench --target shopfloor --mqtt "127.0.0.1:$mqtt" --url "http://127.0.0.1:$http" --token "$token" \
 		"${LOAD[@]}" >"$WORK/shopfloor.json"

@@ -48,19 +48,8 @@ trap 'exit 130' INT TERM
 
 say() { echo "idle: $*" >&2; }
 
-# free_port: a loopback TCP port nobody listens on (never 1883).
-free_port() {
-	local p
-	for _ in $(seq 1 200); do
-		p=$((20000 + RANDOM % 12000)) # below the ephemeral range the bench's own connections use
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return 0
-		fi
-	done
-	say "no free port found"
-	return 1
-}
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 command -v jq >/dev/null || { say "jq is missing: install the Debian package jq (apt-get install jq) and run again"; exit 1; }
 
@@ -90,17 +79,7 @@ TOKEN="sft_bench-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 SHOPFLOOR_ADMIN_TOKEN="$TOKEN" "$BIN" serve --data "$WORK/data" --http "127.0.0.1:$HTTP" \
 	--mqtt "127.0.0.1:$MQTT" --mqtts "127.0.0.1:$MQTTS" --log-level warn >"$WORK/hub.log" 2>&1 &
 HUB=$!
-for i in $(seq 1 600); do
-	if curl -fsS -o /dev/null "http://127.0.0.1:$HTTP/healthz" 2>/dev/null; then
-		break
-	fi
-	if ! kill -0 "$HUB" 2>/dev/null || [ "$i" = 600 ]; then
-		say "the hub did not become ready; the end of its log:"
-		tail -n 30 "$WORK/hub.log" >&2
-		exit 1
-	fi
-	sleep 0.1
-done
+wait_healthy "$HTTP" "$HUB" "$WORK/hub.log"
 say "hub pid $HUB on 127.0.0.1:$MQTT (HTTP $HTTP), open-file limit $(awk '/Max open files/ {print $4}' "/proc/$HUB/limits")"
 
 CMD=("$BIN" bench --idle "$DEVICES" --hold "$HOLD" --keepalive "$KEEPALIVE" --connect-concurrency "$CONCURRENCY"

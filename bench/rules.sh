@@ -50,18 +50,8 @@ for c in jq curl python3; do
 	command -v "$c" >/dev/null || { say "$c is missing: install it (apt-get install $c) and run again"; exit 1; }
 done
 
-free_port() {
-	local p
-	for _ in $(seq 1 200); do
-		p=$((20000 + RANDOM % 12000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return 0
-		fi
-	done
-	say "no free port found"
-	return 1
-}
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 if [ -z "$BIN" ]; then
 	BIN="$WORK/shopfloor"
@@ -80,15 +70,7 @@ run() {
 	SHOPFLOOR_ADMIN_TOKEN="$token" "$BIN" serve --data "$WORK/data" --http "127.0.0.1:$http" \
 		--mqtt "127.0.0.1:$mqtt" --mqtts "" --https "" >"$WORK/$name.log" 2>&1 &
 	PID=$!
-	for i in $(seq 1 600); do
-		curl -fsS -o /dev/null "http://127.0.0.1:$http/healthz" 2>/dev/null && break
-		if ! kill -0 "$PID" 2>/dev/null || [ "$i" = 600 ]; then
-			say "the hub did not become ready; the end of its log:"
-			tail -n 30 "$WORK/$name.log" >&2
-			exit 1
-		fi
-		sleep 0.1
-	done
+	wait_healthy "$http" "$PID" "$WORK/$name.log"
 	api() { curl -fsS -H "Authorization: Bearer $token" -H 'Content-Type: application/json' "$@"; }
 	if [ "$withRules" = 1 ]; then
 		for i in $(seq 1 49); do
