@@ -134,6 +134,9 @@ type Deps struct {
 	// (templates.go, jobs.go); nil answers 503.
 	Templates Templates
 	Jobs      Jobs
+	// Users serves /api/v1/users, the console's user accounts (users.go);
+	// nil answers 503.
+	Users Users
 	// SASToken signs a device SAS token (azure.SASToken).
 	SASToken func(host, deviceID, key string, expiry time.Time) (string, error)
 	Logger   *slog.Logger

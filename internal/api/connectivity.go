@@ -1,9 +1,12 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -211,9 +214,11 @@ func (s *Server) connectivityRoutes() {
 			{Status: 200, Description: "changed", Body: body("SIM", simView{SIM: exampleSIM})},
 			{Status: 202, Description: "scheduled", Body: body("Scheduled", connectivity.Scheduled{ID: "064cacc5fc5c0026ae86b5aa", ICCID: exampleICCID, To: connectivity.StateSuspended, At: exampleTime.Add(24 * time.Hour), Actor: "token:tok-1"})},
 		}, []int{409}, s.setSIMState, iccidParam)
-	add("POST", "/sims/import", "importSIMs", "Create many SIMs as a background job; poll the job; a bad row fails alone", op,
-		body("ImportSIMs", importRequest{SIMs: []createSIMRequest{{ICCID: exampleICCID, IMSI: "001010000000001", Label: "batch 7"}}}),
-		[]response{{Status: 202, Description: "the job", Body: body("Job", exampleJob)}}, nil, s.importSIMs, nil)
+	importBody := body("ImportSIMs", importRequest{SIMs: []createSIMRequest{{ICCID: exampleICCID, IMSI: "001010000000001", Label: "batch 7"}}})
+	importBody.Also = &content{Type: "text/csv", Schema: schema{"type": "string", "description": "a header row naming the columns (iccid and imsi required; msisdn, label, ki, opc optional; any order), then one SIM per row"},
+		Example: "iccid,imsi,label\n" + exampleICCID + ",001010000000001,batch 7\n8944500000000000022,001010000000002,batch 7\n"}
+	add("POST", "/sims/import", "importSIMs", "Create many SIMs as a background job, from JSON or a CSV file (Content-Type: text/csv); poll the job; a bad row fails alone", op,
+		importBody, []response{{Status: 202, Description: "the job", Body: body("Job", exampleJob)}}, nil, s.importSIMs, nil)
 	add("POST", "/sims/state", "bulkSIMState", "Change the state of many SIMs as a background job; each change is audited and fails alone", op,
 		body("BulkState", bulkStateRequest{ICCIDs: []string{exampleICCID}, State: connectivity.StateSuspended}),
 		[]response{{Status: 202, Description: "the job", Body: body("Job", exampleJob)}}, nil, s.bulkState, nil)
@@ -562,14 +567,34 @@ func (s *Server) setSIMState(w http.ResponseWriter, r *http.Request) error {
 const maxImportBody = 32 << 20
 
 func (s *Server) importSIMs(w http.ResponseWriter, r *http.Request) error {
-	var req importRequest
 	r.Body = http.MaxBytesReader(w, r.Body, maxImportBody)
-	if err := decodeJSONLarge(r, &req); err != nil {
-		return err
-	}
-	rows := make([]connectivity.SIMRow, len(req.SIMs))
-	for i, m := range req.SIMs {
-		rows[i] = connectivity.SIMRow{ICCID: m.ICCID, IMSI: m.IMSI, MSISDN: m.MSISDN, Label: m.Label, Ki: m.Ki, OPc: m.OPc}
+	var rows []connectivity.SIMRow
+	// CSV when it says so; anything else is read as JSON, as before CSV was taken.
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch mt {
+	case "text/csv", "application/csv":
+		// Read it whole first, so a body over the limit is refused before
+		// any row is imported.
+		data, err := io.ReadAll(r.Body)
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return invalid("the CSV file is larger than %d MiB; split it into smaller files", maxImportBody>>20)
+			}
+			return invalid("the CSV body could not be read: %v", err)
+		}
+		if rows, err = connectivity.ParseSIMCSV(bytes.NewReader(data)); err != nil {
+			return err
+		}
+	default:
+		var req importRequest
+		if err := decodeJSONLarge(r, &req); err != nil {
+			return err
+		}
+		rows = make([]connectivity.SIMRow, len(req.SIMs))
+		for i, m := range req.SIMs {
+			rows[i] = connectivity.SIMRow{ICCID: m.ICCID, IMSI: m.IMSI, MSISDN: m.MSISDN, Label: m.Label, Ki: m.Ki, OPc: m.OPc}
+		}
 	}
 	j, err := s.deps.Connectivity.StartImport(r.Context(), orgOf(r), rows)
 	if err != nil {

@@ -130,6 +130,33 @@ func TestConnectivitySIMContract(t *testing.T) {
 		if job.Done != 1 || job.Failed != 1 || job.Errors[0].Row != 2 {
 			t.Fatalf("job %+v", job)
 		}
+		// The same route takes CSV: a header row, then one SIM per row;
+		// a bad row, even one that is not valid CSV, fails alone.
+		csvBody := "ICCID,imsi,label\n8944500000000000030,001010000000004,batch 8\n8944500000000000031,001010000000005,typo\n\"broken,001010000000006\n"
+		r = e.do("POST", base+"/sims/import", op, csvBody, "Content-Type", "text/csv; charset=utf-8")
+		wantStatus(t, r, http.StatusAccepted)
+		r.decode(t, &job)
+		for deadline := time.Now().Add(10 * time.Second); job.Status != connectivity.JobDone; {
+			if time.Now().After(deadline) {
+				t.Fatalf("CSV job %+v", job)
+			}
+			time.Sleep(10 * time.Millisecond)
+			r = e.do("GET", base+"/jobs/"+job.ID, viewer, nil)
+			wantStatus(t, r, http.StatusOK)
+			r.decode(t, &job)
+		}
+		if job.Total != 3 || job.Done != 1 || job.Failed != 2 || len(job.Errors) != 2 ||
+			job.Errors[0].Row != 2 || !strings.Contains(job.Errors[0].Error, `"iccid"`) ||
+			job.Errors[1].Row != 3 || !strings.Contains(job.Errors[1].Error, "not valid CSV") {
+			t.Fatalf("CSV job %+v", job)
+		}
+		wantStatus(t, e.do("GET", base+"/sims/8944500000000000030", viewer, nil), http.StatusOK)
+		msg = wantError(t, e.do("POST", base+"/sims/import", op, "iccid,imsi,colour\n", "Content-Type", "text/csv"), http.StatusBadRequest, "invalid")
+		if !strings.Contains(msg, `"colour"`) {
+			t.Fatalf("bad header message %q", msg)
+		}
+		wantError(t, e.do("POST", base+"/sims/import", op, "label\nx\n", "Content-Type", "text/csv"), http.StatusBadRequest, "invalid")
+		wantError(t, e.do("POST", base+"/sims/import", op, "", "Content-Type", "text/csv"), http.StatusBadRequest, "invalid")
 		r = e.do("GET", base+"/sims?state=INVENTORY&limit=10", viewer, nil)
 		wantStatus(t, r, http.StatusOK)
 		if !strings.Contains(string(r.body), "8944500000000000022") || strings.Contains(string(r.body), iccid) {

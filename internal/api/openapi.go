@@ -151,7 +151,13 @@ func mediaType(c *content) map[string]any {
 	if c.Example != nil {
 		m["example"] = c.Example
 	}
-	return map[string]any{t: m}
+	out := map[string]any{t: m}
+	if c.Also != nil {
+		for k, v := range mediaType(c.Also) {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // errorStatuses are the error responses a route documents: what every

@@ -43,6 +43,9 @@ type content struct {
 	Type    string // media type; application/json when empty
 	Schema  schema
 	Example any
+	// Also is another media type the same body may come in (a request
+	// that takes JSON or CSV).
+	Also *content
 }
 
 type response struct {

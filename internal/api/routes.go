@@ -33,6 +33,7 @@ func (s *Server) registerRoutes() {
 	s.exportRoutes()
 	s.templateRoutes()
 	s.jobRoutes()
+	s.userRoutes()
 }
 
 func (s *Server) health(w http.ResponseWriter, _ *http.Request) error {

@@ -114,6 +114,15 @@ func (h *Hub) meter(deviceID string, uplink bool, n int) time.Duration {
 	return h.conn.Account(deviceID, dir, n)
 }
 
+// priority ranks a device's messages when the hub is saturated: its
+// device group's traffic class's ARP.
+func (h *Hub) priority(deviceID string) int {
+	if h.conn == nil {
+		return connectivity.DefaultPriority
+	}
+	return h.conn.Priority(deviceID)
+}
+
 // connAlerts raises connectivity's system alerts (IMEI mismatch, data
 // limits) as ordinary alerts, deduplicated per kind and device like a rule's.
 type connAlerts struct{ h *Hub }

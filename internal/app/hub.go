@@ -33,6 +33,7 @@ import (
 	"github.com/shopfloor/shopfloor/internal/store/postgres"
 	"github.com/shopfloor/shopfloor/internal/store/sqlite"
 	"github.com/shopfloor/shopfloor/internal/tsdb"
+	"github.com/shopfloor/shopfloor/internal/users"
 	"github.com/shopfloor/shopfloor/internal/web"
 )
 
@@ -72,6 +73,7 @@ type Hub struct {
 	exports    *export.Manager       // exports.go
 	conn       *connectivity.Service // connectivity.go
 	tmpl       *templateSet          // templates.go
+	users      *users.Service        // web.go: console users and sessions
 
 	// AdminSecret is the bootstrap admin token, set only on the first start.
 	AdminSecret string
@@ -163,6 +165,8 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 		OnConnection: h.connectionChanged,
 		Admit:        h.admit,
 		Meter:        h.meter,
+		Priority:     h.priority,
+		MaxInflight:  cfg.IngestInflight,
 		Cloud:        templateCloud{twinCloud{h.twins}, h},
 	}, h.Registry, h.Bus, logger)
 	if err != nil {
@@ -196,6 +200,7 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 		Twins:         templateTwins{twinAPI{h.twins}, h},
 		Templates:     templatesAPI{h.tmpl},
 		Jobs:          jobsAPI{h.tmpl},
+		Users:         usersAPI{h.users},
 		Rules:         rulesAPI{h.rules},
 		Alerts:        alertsAPI{h.rules},
 		Exports:       exportsAPI{h.exports},

@@ -3,16 +3,29 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
+
 	"github.com/shopfloor/shopfloor/internal/alerts"
+	"github.com/shopfloor/shopfloor/internal/api"
 	"github.com/shopfloor/shopfloor/internal/connectivity"
 	"github.com/shopfloor/shopfloor/internal/gateway"
+	"github.com/shopfloor/shopfloor/internal/registry"
+	"github.com/shopfloor/shopfloor/internal/rules"
+	"github.com/shopfloor/shopfloor/internal/template"
 	"github.com/shopfloor/shopfloor/internal/tsdb"
 	"github.com/shopfloor/shopfloor/internal/twin"
+	"github.com/shopfloor/shopfloor/internal/users"
 	"github.com/shopfloor/shopfloor/internal/web"
 )
 
@@ -39,7 +52,32 @@ func (h *Hub) newConsole() (http.Handler, error) {
 	if h.conn != nil {
 		connView = consoleConnectivity{h.conn}
 	}
+	var (
+		rulesView web.Rules
+		inboxView web.Inbox
+		tmplView  web.Templates
+	)
+	if h.rules != nil {
+		rulesView, inboxView = consoleRules{h.rules}, consoleInbox{h.rules.alerts}
+	}
+	if h.tmpl != nil {
+		tmplView = consoleTemplates{h.tmpl.svc}
+	}
+	if h.users, err = users.New(context.Background(), users.Config{DB: h.store.DB(), Driver: h.driverName()}); err != nil {
+		return nil, fmt.Errorf("web console: %w", err)
+	}
+	if n, err := h.users.DeleteExpiredSessions(context.Background()); err != nil {
+		h.log.Warn("web console: drop expired sessions", "err", err)
+	} else if n > 0 {
+		h.log.Info("web console: dropped expired sessions", "sessions", n)
+	}
 	srv, err := web.New(web.Deps{
+		Users:        h.users,
+		Sessions:     h.users,
+		Rules:        rulesView,
+		Inbox:        inboxView,
+		Templates:    tmplView,
+		PromQL:       newConsolePromQL(h.TSDB, h.log),
 		Connectivity: connView,
 		Twins:        twinsView,
 		Methods:      methodsView,
@@ -210,4 +248,336 @@ func (c consoleConnectivity) Slices(ctx context.Context, org string) ([]web.Slic
 		out = append(out, web.SliceRow{Name: s.Name, Site: s.Site, SD: s.SD, SST: s.SST, DefaultBehavior: s.DefaultBehavior, DeviceGroups: s.DeviceGroups})
 	}
 	return out, nil
+}
+
+// consoleRules lets the rule editor check, save and dry-run rules on the
+// same store and engine as the REST API.
+type consoleRules struct{ rs *ruleSet }
+
+func toConsoleRule(r rules.Rule) web.Rule {
+	spec := web.RuleSpec{Name: r.Name, Description: r.Description, Condition: r.Condition, Severity: string(r.Severity),
+		Site: r.Scope.Site, Template: r.Scope.Template, Device: r.Scope.Device, Disabled: r.Disabled}
+	if r.For != 0 {
+		spec.For = r.For.String()
+	}
+	return web.Rule{ID: r.ID, RuleSpec: spec, UpdatedAt: r.UpdatedAt}
+}
+
+// ruleErr turns a compile error into the console's, and the rest into the
+// registry sentinels the console maps to statuses.
+func ruleErr(err error) error {
+	var ce *rules.CompileError
+	if errors.As(err, &ce) {
+		return &web.ConditionError{Line: ce.Line, Column: ce.Column, Message: ce.Message, Snippet: ce.Snippet}
+	}
+	return mapErr(err)
+}
+
+// apply copies the editor's fields onto r; actions, hysteresis and tag
+// scope, which the editor does not show, stay as they are.
+func (c consoleRules) apply(org string, r *rules.Rule, spec web.RuleSpec) error {
+	r.Org, r.Name, r.Description, r.Condition, r.Severity = org, spec.Name, spec.Description, spec.Condition, alerts.Severity(spec.Severity)
+	r.Scope.Site, r.Scope.Template, r.Scope.Device, r.Disabled = spec.Site, spec.Template, spec.Device, spec.Disabled
+	r.For = 0
+	if spec.For != "" {
+		if err := r.For.UnmarshalJSON([]byte(strconv.Quote(spec.For))); err != nil {
+			return &apiError{err: fmt.Errorf("holds for %q is not a duration; write it like 30s, 2m or 1h", spec.For), kind: registry.ErrInvalid}
+		}
+	}
+	return nil
+}
+
+func (c consoleRules) ListRules(ctx context.Context, org string) ([]web.Rule, error) {
+	var out []web.Rule
+	after := ""
+	for {
+		p, err := c.rs.store.List(ctx, org, rules.ListFilter{Limit: 500, After: after})
+		if err != nil {
+			return nil, mapErr(err)
+		}
+		for _, r := range p.Items {
+			out = append(out, toConsoleRule(r))
+		}
+		if p.Next == "" || len(out) >= 2000 {
+			return out, nil
+		}
+		after = p.Next
+	}
+}
+
+func (c consoleRules) GetRule(ctx context.Context, org, id string) (web.Rule, error) {
+	r, err := c.rs.store.Get(ctx, org, id)
+	if err != nil {
+		return web.Rule{}, mapErr(err)
+	}
+	return toConsoleRule(r), nil
+}
+
+func (c consoleRules) CheckRule(ctx context.Context, org string, spec web.RuleSpec) error {
+	var r rules.Rule
+	if err := c.apply(org, &r, spec); err != nil {
+		return err
+	}
+	return ruleErr(c.rs.store.Check(r))
+}
+
+func (c consoleRules) SaveRule(ctx context.Context, org, id string, spec web.RuleSpec) (web.Rule, error) {
+	var (
+		r   rules.Rule
+		old rules.Rule
+		err error
+	)
+	if id != "" {
+		if old, err = c.rs.store.Get(ctx, org, id); err != nil {
+			return web.Rule{}, mapErr(err)
+		}
+		r = old
+	}
+	if err := c.apply(org, &r, spec); err != nil {
+		return web.Rule{}, err
+	}
+	var out rules.Rule
+	if id == "" {
+		out, err = c.rs.store.Create(ctx, r)
+	} else {
+		out, err = c.rs.store.Update(ctx, r)
+		if err == nil && old.Disabled != spec.Disabled {
+			if spec.Disabled {
+				out, err = c.rs.store.Disable(ctx, org, id)
+			} else {
+				out, err = c.rs.store.Enable(ctx, org, id)
+			}
+		}
+	}
+	if err != nil {
+		return web.Rule{}, ruleErr(err)
+	}
+	c.reload(ctx)
+	return toConsoleRule(out), nil
+}
+
+// reload makes a change take effect at once rather than at the engine's
+// next poll.
+func (c consoleRules) reload(ctx context.Context) {
+	if c.rs.engine != nil {
+		if err := c.rs.engine.Reload(ctx); err != nil {
+			c.rs.log.Warn("rule saved; the engine picks it up at its next poll", "err", err)
+		}
+	}
+}
+
+func (c consoleRules) DeleteRule(ctx context.Context, org, id string) error {
+	if err := c.rs.store.Delete(ctx, org, id); err != nil {
+		return mapErr(err)
+	}
+	c.reload(ctx)
+	return nil
+}
+
+func (c consoleRules) DryRunRule(ctx context.Context, org string, spec web.RuleSpec, from, to time.Time) (web.DryRun, error) {
+	var r rules.Rule
+	if err := c.apply(org, &r, spec); err != nil {
+		return web.DryRun{}, err
+	}
+	res, err := rules.DryRun(ctx, r, rules.DryRunOptions{History: c.rs.history, Directory: c.rs.dir, From: from, To: to})
+	if err != nil {
+		return web.DryRun{}, ruleErr(err)
+	}
+	return web.DryRun{From: res.From, To: res.To, Devices: res.Devices, Evaluations: res.Evaluations, Firings: res.Firings,
+		Clears: res.Clears, Times: res.Times, PerDevice: res.PerDevice, Truncated: res.Truncated}, nil
+}
+
+// consoleInbox is the alert inbox on the alerts service.
+type consoleInbox struct{ svc *alerts.Service }
+
+func (a consoleInbox) ListAlerts(ctx context.Context, org, state string, limit int) ([]web.Alert, error) {
+	if state == "all" {
+		state = ""
+	}
+	page, err := a.svc.List(ctx, org, alerts.Filter{State: alerts.State(state), Limit: limit})
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	out := make([]web.Alert, 0, len(page.Items))
+	for _, x := range page.Items {
+		out = append(out, consoleAlert(x))
+	}
+	return out, nil
+}
+
+func consoleAlert(x alerts.Alert) web.Alert {
+	name := x.RuleName
+	if name == "" {
+		name = x.Rule
+	}
+	return web.Alert{ID: x.ID, Rule: name, Device: x.Device, Severity: string(x.Severity), State: string(x.State), Message: x.Message, At: x.LastSeen}
+}
+
+func (a consoleInbox) GetAlert(ctx context.Context, org, id string) (web.AlertDetail, error) {
+	x, err := a.svc.Get(ctx, org, id)
+	if err != nil {
+		return web.AlertDetail{}, mapErr(err)
+	}
+	d := web.AlertDetail{Alert: consoleAlert(x), Count: x.Count, FirstSeen: x.FirstSeen, AckedBy: x.AckedBy, ResolvedBy: x.ResolvedBy,
+		AckedAt: x.AckedAt, ResolvedAt: x.ResolvedAt, Values: x.Values}
+	for _, n := range x.Notes {
+		d.Notes = append(d.Notes, web.AlertNote{At: n.At, By: n.By, Text: n.Text})
+	}
+	return d, nil
+}
+
+func (a consoleInbox) Ack(ctx context.Context, org, id, by, note string) error {
+	_, err := a.svc.Ack(ctx, org, id, by, note)
+	return mapErr(err)
+}
+
+func (a consoleInbox) Resolve(ctx context.Context, org, id, by, note string) error {
+	_, err := a.svc.Resolve(ctx, org, id, by, note)
+	return mapErr(err)
+}
+
+func (a consoleInbox) Note(ctx context.Context, org, id, by, text string) error {
+	_, err := a.svc.AddNote(ctx, org, id, by, text)
+	return mapErr(err)
+}
+
+// consoleTemplates shows and stores device templates as JSON documents.
+type consoleTemplates struct{ svc *template.Service }
+
+func fmtBound(v *float64) string {
+	if v == nil {
+		return ""
+	}
+	return strconv.FormatFloat(*v, 'g', -1, 64)
+}
+
+func bounds(lo, hi *float64) string {
+	if lo == nil && hi == nil {
+		return ""
+	}
+	return strings.TrimSpace(fmtBound(lo) + " – " + fmtBound(hi))
+}
+
+func toConsoleTemplate(t template.Template) web.TemplateInfo {
+	out := web.TemplateInfo{ID: t.ID, Name: t.Name, Description: t.Description, UpdatedAt: t.UpdatedAt}
+	for _, f := range t.Telemetry {
+		out.Fields = append(out.Fields, web.TemplateField{Kind: "telemetry", Name: f.Name, Schema: f.Schema, Unit: f.Unit, Range: bounds(f.Min, f.Max)})
+	}
+	for _, p := range t.Properties {
+		out.Fields = append(out.Fields, web.TemplateField{Kind: "property", Name: p.Name, Schema: p.Schema, Unit: p.Unit, Writable: p.Writable, Range: bounds(p.Min, p.Max)})
+	}
+	for _, c := range t.Commands {
+		out.Commands = append(out.Commands, c.Name)
+	}
+	return out
+}
+
+func (c consoleTemplates) ListTemplates(ctx context.Context, org string) ([]web.TemplateInfo, error) {
+	ts, err := c.svc.List(ctx, org)
+	if err != nil {
+		return nil, tmplErr(err)
+	}
+	out := make([]web.TemplateInfo, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, toConsoleTemplate(t))
+	}
+	return out, nil
+}
+
+func (c consoleTemplates) ExportTemplate(ctx context.Context, org, id string) ([]byte, error) {
+	b, err := c.svc.Export(ctx, org, id)
+	return b, tmplErr(err)
+}
+
+func (c consoleTemplates) ImportTemplate(ctx context.Context, org string, doc []byte, replace bool) (web.TemplateInfo, error) {
+	t, err := c.svc.Import(ctx, org, doc, replace)
+	if err != nil {
+		return web.TemplateInfo{}, tmplErr(err)
+	}
+	return toConsoleTemplate(t), nil
+}
+
+func (c consoleTemplates) DeleteTemplate(ctx context.Context, org, id string) error {
+	return tmplErr(c.svc.Delete(ctx, org, id))
+}
+
+// consolePromQL evaluates dashboard tiles' PromQL on the tsdb, server side,
+// with the same engine settings as /prometheus/.
+type consolePromQL struct {
+	db     *tsdb.DB
+	engine *promql.Engine
+}
+
+func newConsolePromQL(db *tsdb.DB, log *slog.Logger) consolePromQL {
+	return consolePromQL{db: db, engine: promql.NewEngine(promql.EngineOpts{
+		Logger: log, MaxSamples: 5_000_000, Timeout: 30 * time.Second, LookbackDelta: 5 * time.Minute,
+		EnableAtModifier: true, EnableNegativeOffset: true, Parser: parser.NewParser(parser.Options{}),
+	})}
+}
+
+// maxTileSeries bounds what one tile draws.
+const maxTileSeries = 8
+
+func (p consolePromQL) QueryRange(ctx context.Context, org, expr string, start, end time.Time, step time.Duration) ([]web.Series, error) {
+	q, err := p.engine.NewRangeQuery(ctx, p.db.Queryable(org), nil, expr, start, end, step)
+	if err != nil {
+		return nil, fmt.Errorf("%v: %w", err, registry.ErrInvalid)
+	}
+	defer q.Close()
+	res := q.Exec(ctx)
+	if res.Err != nil {
+		return nil, fmt.Errorf("%v: %w", res.Err, registry.ErrInvalid)
+	}
+	m, err := res.Matrix()
+	if err != nil {
+		return nil, fmt.Errorf("the expression must return series (a range vector result): %w", registry.ErrInvalid)
+	}
+	sort.Sort(m)
+	out := make([]web.Series, 0, min(len(m), maxTileSeries))
+	for i, s := range m {
+		if i == maxTileSeries {
+			break
+		}
+		name := s.Metric.String()
+		if name == "{}" {
+			name = expr
+		}
+		pts := make([]web.Point, len(s.Floats))
+		for j, f := range s.Floats {
+			pts[j] = web.Point{T: f.T, V: f.F}
+		}
+		out = append(out, web.Series{Field: name, Points: pts})
+	}
+	return out, nil
+}
+
+// usersAPI serves /api/v1/users on the console's user store.
+type usersAPI struct{ svc *users.Service }
+
+func toAPIUser(u users.User) api.User {
+	return api.User{ID: u.ID, Org: u.Org, Name: u.Name, Role: u.Role, CreatedAt: u.CreatedAt}
+}
+
+func (a usersAPI) CreateUser(ctx context.Context, org, name, password string, role registry.Role) (api.User, error) {
+	u, err := a.svc.Create(ctx, org, name, password, role)
+	if err != nil {
+		return api.User{}, err
+	}
+	return toAPIUser(u), nil
+}
+
+func (a usersAPI) ListUsers(ctx context.Context, org string) ([]api.User, error) {
+	us, err := a.svc.List(ctx, org)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.User, len(us))
+	for i, u := range us {
+		out[i] = toAPIUser(u)
+	}
+	return out, nil
+}
+
+func (a usersAPI) DeleteUser(ctx context.Context, org, id string) error {
+	return a.svc.Delete(ctx, org, id)
 }

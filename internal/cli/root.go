@@ -51,6 +51,7 @@ a flag wins over the environment, which wins over the file.`,
 	root.AddCommand(twinCommand(), methodCommand(), c2dCommand())
 	root.AddCommand(simCommand(), deviceGroupCommand(), sliceCommand())
 	root.AddCommand(templateCommand(), jobCommand())
+	root.AddCommand(userCommand())
 	return root
 }
 

@@ -37,6 +37,9 @@ type Config struct {
 	StreamMB   int           `yaml:"stream_mb" flag:"stream-mb" usage:"largest size of the telemetry stream in MB; the oldest messages go first (JetStream reserves this much on an external NATS)"`
 	SDCore     string        `yaml:"sdcore" flag:"sdcore" usage:"SD-Core web console URL (e.g. http://webui:5000) that receives subscribers, device groups and slices (empty: none)"`
 	BusPrefix  string        `yaml:"bus_prefix" flag:"bus-prefix" usage:"name prefix for streams and subjects on a shared NATS"`
+	// IngestInflight bounds the telemetry messages being stored at once;
+	// beyond it they wait, ordered by their device's traffic class.
+	IngestInflight int `yaml:"ingest_inflight" flag:"ingest-inflight" usage:"telemetry messages stored at once; when the hub is saturated the rest wait, higher-priority traffic classes (lower ARP) first (0: 64 per CPU, at least 128)"`
 	// AdminToken is the bootstrap admin token on first start (env only, so it
 	// does not show in the process list).
 	AdminToken string `yaml:"-"`
@@ -172,6 +175,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxPayload < 1024 || c.MaxPayload > 256<<20 {
 		return fmt.Errorf("--max-payload %d must be between 1024 and 268435456 bytes: %w", c.MaxPayload, ErrInvalid)
+	}
+	if c.IngestInflight < 0 {
+		return fmt.Errorf("--ingest-inflight %d must not be negative (0 chooses by the number of CPUs): %w", c.IngestInflight, ErrInvalid)
 	}
 	if c.StreamMB < 16 {
 		return fmt.Errorf("--stream-mb %d is below 16 MB: %w", c.StreamMB, ErrInvalid)

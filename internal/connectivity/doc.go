@@ -5,7 +5,11 @@
 // changes, an audit of every transition), device groups, traffic classes,
 // slices and applications, usage metering with quotas, radio-side usage
 // records (CDRs), and the enforcement the MQTT gateway calls on CONNECT and
-// on every message (Enforcer: CheckConnect, Account).
+// on every message (CheckConnect; Account for usage and bitrates; Priority,
+// the traffic class's ARP, by which a saturated gateway orders work). A
+// SIM serves a device only where its IMSI fits the PLMN and IMSI range of
+// the site of the device's group. SIM batches import from JSON or CSV
+// (ParseSIMCSV).
 //
 // Its tables carry the prefix conn_ and live in the registry database;
 // the same SQL runs on SQLite and PostgreSQL, the Dialect holds what

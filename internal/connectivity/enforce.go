@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,14 +19,44 @@ type simEntry struct {
 	system             string
 	lock               bool
 	imei               string
+	acc                *accSlot // shared by the entry's replacements
+}
+
+// accSlot caches the accumulator a device's traffic was last counted in,
+// so that metering a message takes no lock.
+type accSlot struct{ p atomic.Pointer[meterAcc] }
+
+// meterAcc accumulates one usage key's traffic until a flush takes it.
+type meterAcc struct {
+	key                                  usageKey
+	upBytes, downBytes, upMsgs, downMsgs atomic.Int64
+}
+
+// take empties the accumulator and returns what it held.
+func (a *meterAcc) take() Usage {
+	return Usage{UpBytes: a.upBytes.Swap(0), DownBytes: a.downBytes.Swap(0), UpMsgs: a.upMsgs.Swap(0), DownMsgs: a.downMsgs.Swap(0)}
+}
+
+func (a *meterAcc) peek() Usage {
+	return Usage{UpBytes: a.upBytes.Load(), DownBytes: a.downBytes.Load(), UpMsgs: a.upMsgs.Load(), DownMsgs: a.downMsgs.Load()}
+}
+
+// give puts usage back after a failed write.
+func (a *meterAcc) give(u Usage) {
+	a.upBytes.Add(u.UpBytes)
+	a.downBytes.Add(u.DownBytes)
+	a.upMsgs.Add(u.UpMsgs)
+	a.downMsgs.Add(u.DownMsgs)
 }
 
 // devicePolicy is what a device's group and slice impose on it.
 type devicePolicy struct {
 	group, slice    string
-	upBps, downBps  int64 // bytes per second; 0 = unlimited
+	upBps, downBps  int64   // bytes per second; 0 = unlimited
+	up, down        *bucket // the device's own; nil when unlimited
 	quota           *Quota
 	sliceUp, sliceD *bucket
+	arp             int // the group's traffic class's ARP; 0 when unknown
 }
 
 type usageKey struct {
@@ -39,27 +70,20 @@ type usageKey struct {
 type enforcer struct {
 	s *Service
 
-	mu        sync.RWMutex
-	byDevice  map[string]*simEntry
-	byICCID   map[string]string // ICCID → device
-	policy    map[string]*devicePolicy
-	orgDevs   map[string][]string // devices with a policy, per org
-	buckets   map[bucketKey]*bucket
-	bucketsMu sync.Mutex
+	mu       sync.RWMutex
+	byDevice map[string]*simEntry
+	byICCID  map[string]string // ICCID → device
+	policy   map[string]*devicePolicy
+	orgDevs  map[string][]string // devices with a policy, per org
 
+	// umu guards the set of accumulators, not their counts.
 	umu     sync.Mutex
-	pending map[usageKey]*Usage
-}
-
-type bucketKey struct {
-	device string
-	dir    Direction
+	pending map[usageKey]*meterAcc
 }
 
 func newEnforcer(s *Service) *enforcer {
 	return &enforcer{s: s, byDevice: map[string]*simEntry{}, byICCID: map[string]string{},
-		policy: map[string]*devicePolicy{}, orgDevs: map[string][]string{}, buckets: map[bucketKey]*bucket{},
-		pending: map[usageKey]*Usage{}}
+		policy: map[string]*devicePolicy{}, orgDevs: map[string][]string{}, pending: map[usageKey]*meterAcc{}}
 }
 
 func (e *enforcer) load(ctx context.Context) error {
@@ -75,7 +99,7 @@ func (e *enforcer) load(ctx context.Context) error {
 			rows.Close()
 			return err
 		}
-		m.state = State(st)
+		m.state, m.acc = State(st), &accSlot{}
 		e.byDevice[m.device], e.byICCID[m.iccid] = &m, m.device
 		orgs[m.org] = true
 	}
@@ -116,7 +140,7 @@ func (e *enforcer) putSIM(m SIM) {
 		return
 	}
 	e.byDevice[m.Device] = &simEntry{org: m.Org, iccid: m.ICCID, device: m.Device, state: m.State,
-		system: m.SystemState, lock: m.IMEILock, imei: m.IMEI}
+		system: m.SystemState, lock: m.IMEILock, imei: m.IMEI, acc: &accSlot{}}
 	e.byICCID[m.ICCID] = m.Device
 }
 
@@ -140,6 +164,14 @@ func (e *enforcer) reloadPolicy(ctx context.Context, org string) error {
 	if err != nil {
 		return err
 	}
+	classes, err := listObjects[TrafficClass](ctx, e.s.db, org, kindClass)
+	if err != nil {
+		return err
+	}
+	arp := make(map[string]int, len(classes))
+	for _, c := range classes {
+		arp[c.Name] = c.ARP
+	}
 	now := e.s.now()
 	type sliceB struct {
 		name     string
@@ -161,8 +193,17 @@ func (e *enforcer) reloadPolicy(ctx context.Context, org string) error {
 	for _, g := range groups {
 		sb := sliceOf[g.Name]
 		for _, d := range g.Devices {
-			pol[d] = &devicePolicy{group: g.Name, slice: sb.name, upBps: g.MBRUplink / 8, downBps: g.MBRDownlink / 8,
-				quota: g.Quota, sliceUp: sb.up, sliceD: sb.down}
+			p := &devicePolicy{group: g.Name, slice: sb.name, upBps: g.MBRUplink / 8, downBps: g.MBRDownlink / 8,
+				quota: g.Quota, sliceUp: sb.up, sliceD: sb.down, arp: arp[g.TrafficClass]}
+			// Device buckets start afresh with the new rates, a second's
+			// worth of burst.
+			if p.upBps > 0 {
+				p.up = newBucket(float64(p.upBps), float64(p.upBps), now)
+			}
+			if p.downBps > 0 {
+				p.down = newBucket(float64(p.downBps), float64(p.downBps), now)
+			}
+			pol[d] = p
 			devs = append(devs, d)
 		}
 	}
@@ -175,13 +216,6 @@ func (e *enforcer) reloadPolicy(ctx context.Context, org string) error {
 	}
 	e.orgDevs[org] = devs
 	e.mu.Unlock()
-	e.bucketsMu.Lock()
-	// Device buckets start afresh with the new rates.
-	for _, d := range devs {
-		delete(e.buckets, bucketKey{d, Uplink})
-		delete(e.buckets, bucketKey{d, Downlink})
-	}
-	e.bucketsMu.Unlock()
 	return nil
 }
 
@@ -311,6 +345,25 @@ func (s *Service) raise(ctx context.Context, a Alert) {
 	}
 }
 
+// DefaultPriority is the rank of a device in no device group (or whose
+// group's traffic class is unknown): ARP 8, the middle of 1–15, so classes
+// can rank above and below it.
+const DefaultPriority = 8
+
+// Priority is how the gateway ranks a device's messages when the hub is
+// saturated: its device group's traffic class's ARP, 1 (first) to 15
+// (last), or DefaultPriority.
+func (s *Service) Priority(deviceID string) int {
+	e := s.enf
+	e.mu.RLock()
+	pol := e.policy[deviceID]
+	e.mu.RUnlock()
+	if pol == nil || pol.arp == 0 {
+		return DefaultPriority
+	}
+	return pol.arp
+}
+
 // Account meters n bytes (one message) of a device's traffic and returns
 // how long the sender should wait before sending them to stay within the
 // device group's and the slice's bitrates (0: send now). A device without
@@ -325,47 +378,51 @@ func (s *Service) Account(deviceID string, dir Direction, n int) time.Duration {
 		return 0
 	}
 	now := s.now()
-	k := usageKey{org: ent.org, iccid: ent.iccid, device: deviceID, hour: now.Unix() / 3600 * 3600}
+	k := usageKey{org: ent.org, iccid: ent.iccid, device: ent.device, hour: now.Unix() / 3600 * 3600}
 	if pol != nil {
 		k.slice = pol.slice
 	}
-	e.umu.Lock()
-	u := e.pending[k]
-	if u == nil {
-		u = &Usage{}
-		e.pending[k] = u
+	// The device's accumulator stays the same within an hour, so only the
+	// first message of an hour (or after a change) takes the lock.
+	a := ent.acc.p.Load()
+	if a == nil || a.key != k {
+		a = e.accumulator(k)
+		ent.acc.p.Store(a)
 	}
 	if dir == Uplink {
-		u.UpBytes += int64(n)
-		u.UpMsgs++
+		a.upBytes.Add(int64(n))
+		a.upMsgs.Add(1)
 	} else {
-		u.DownBytes += int64(n)
-		u.DownMsgs++
+		a.downBytes.Add(int64(n))
+		a.downMsgs.Add(1)
 	}
-	e.umu.Unlock()
 	if pol == nil {
 		return 0
 	}
 	var wait time.Duration
-	rate, sb := pol.upBps, pol.sliceUp
+	b, sb := pol.up, pol.sliceUp
 	if dir == Downlink {
-		rate, sb = pol.downBps, pol.sliceD
+		b, sb = pol.down, pol.sliceD
 	}
-	if rate > 0 {
-		bk := bucketKey{deviceID, dir}
-		e.bucketsMu.Lock()
-		b := e.buckets[bk]
-		if b == nil {
-			b = newBucket(float64(rate), float64(rate), now)
-			e.buckets[bk] = b
-		}
-		e.bucketsMu.Unlock()
+	if b != nil {
 		wait = b.reserve(now, float64(n))
 	}
 	if sb != nil {
 		wait = max(wait, sb.reserve(now, float64(n)))
 	}
 	return wait
+}
+
+// accumulator returns the accumulator of a usage key, creating it.
+func (e *enforcer) accumulator(k usageKey) *meterAcc {
+	e.umu.Lock()
+	defer e.umu.Unlock()
+	a := e.pending[k]
+	if a == nil {
+		a = &meterAcc{key: k}
+		e.pending[k] = a
+	}
+	return a
 }
 
 // bucket is a token bucket in bytes that may go into debt: reserve takes
@@ -420,34 +477,50 @@ func (s *Service) FlushUsage(ctx context.Context) error { return s.enf.flush(ctx
 
 func (e *enforcer) flush(ctx context.Context) error {
 	e.umu.Lock()
-	batch := e.pending
-	e.pending = map[usageKey]*Usage{}
+	accs := make([]*meterAcc, 0, len(e.pending))
+	for _, a := range e.pending {
+		accs = append(accs, a)
+	}
 	e.umu.Unlock()
+	type taken struct {
+		a *meterAcc
+		u Usage
+	}
+	var batch []taken
+	for _, a := range accs {
+		if u := a.take(); u != (Usage{}) {
+			batch = append(batch, taken{a, u})
+		}
+	}
 	touched := map[[2]string]bool{}
 	if len(batch) > 0 {
 		err := e.s.tx(ctx, func(tx *sql.Tx) error {
-			for k, u := range batch {
-				if err := addUsage(ctx, tx, k, *u); err != nil {
+			for _, t := range batch {
+				if err := addUsage(ctx, tx, t.a.key, t.u); err != nil {
 					return err
 				}
-				touched[[2]string{k.org, k.iccid}] = true
+				touched[[2]string{t.a.key.org, t.a.key.iccid}] = true
 			}
 			return nil
 		})
 		if err != nil {
 			// Put it back so the next flush tries again.
-			e.umu.Lock()
-			for k, u := range batch {
-				if p := e.pending[k]; p != nil {
-					p.add(*u)
-				} else {
-					e.pending[k] = u
-				}
+			for _, t := range batch {
+				t.a.give(t.u)
 			}
-			e.umu.Unlock()
 			return err
 		}
 	}
+	// Forget accumulators of hours before the last: nothing counts into
+	// them any more.
+	old := e.s.now().Unix()/3600*3600 - 3600
+	e.umu.Lock()
+	for k, a := range e.pending {
+		if k.hour < old && a.peek() == (Usage{}) {
+			delete(e.pending, k)
+		}
+	}
+	e.umu.Unlock()
 	return e.checkQuotas(ctx, touched)
 }
 
@@ -607,9 +680,9 @@ func (s *Service) SIMUsage(ctx context.Context, org, iccid string) (SIMUsage, er
 		return SIMUsage{}, err
 	}
 	s.enf.umu.Lock()
-	for k, p := range s.enf.pending {
+	for k, a := range s.enf.pending {
 		if k.org == org && k.iccid == iccid && k.hour >= start.Unix() {
-			u.add(*p)
+			u.add(a.peek())
 		}
 	}
 	s.enf.umu.Unlock()

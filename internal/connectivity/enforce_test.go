@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -226,5 +227,98 @@ func BenchmarkCheckConnect(b *testing.B) {
 	if len(lat) > 100 {
 		slices.Sort(lat)
 		b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+	}
+}
+
+// TestPriorityFromTrafficClass checks the rank the gateway orders work by
+// under overload: the device group's traffic class's ARP.
+func TestPriorityFromTrafficClass(t *testing.T) {
+	f := newFixture(t, backend{"sqlite", openSQLite})
+	ctx := context.Background()
+	seedModel(t, f, nil, nil)
+	if p := f.svc.Priority("agv-1"); p != 6 {
+		t.Fatalf("agv-1 in class platinum (ARP 6): priority %d", p)
+	}
+	if p := f.svc.Priority("wired-plc"); p != connectivity.DefaultPriority {
+		t.Fatalf("a device in no group: priority %d", p)
+	}
+	if _, _, err := f.svc.PutTrafficClass(ctx, "acme", connectivity.TrafficClass{Name: "platinum", ARP: 2, QCI: 9, PDB: 300, PELR: 6}); err != nil {
+		t.Fatal(err)
+	}
+	if p := f.svc.Priority("agv-1"); p != 2 {
+		t.Fatalf("after the class changed to ARP 2: priority %d", p)
+	}
+}
+
+// BenchmarkAccount measures metering one message of a device with an
+// activated SIM in a device group inside a slice with an aggregate
+// bitrate (usage per SIM, device and slice; device and slice buckets),
+// from as many goroutines as the gateway has busy connections.
+func BenchmarkAccount(b *testing.B) {
+	// The real clock, as in the hub: the fixture's settable one takes a lock.
+	f := newFixture(b, backend{"sqlite", openSQLite}, func(o *connectivity.Options) { o.Now = nil })
+	ctx := context.Background()
+	check := func(_ any, _ bool, err error) {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	devs := make([]string, 16)
+	for i := range devs {
+		devs[i] = fmt.Sprintf("agv-%d", i)
+	}
+	check(f.svc.PutSiteNetwork(ctx, "acme", connectivity.SiteNetwork{Site: "plant", MCC: "001", MNC: "01"}))
+	check(f.svc.PutTrafficClass(ctx, "acme", connectivity.TrafficClass{Name: "platinum", ARP: 6, QCI: 9, PDB: 300, PELR: 6}))
+	check(f.svc.PutDeviceGroup(ctx, "acme", connectivity.DeviceGroup{Name: "agvs", Site: "plant", Devices: devs,
+		IPDomain:  connectivity.IPDomain{DNN: "internet", Subnet: "172.250.0.0/16", MTU: 1460},
+		MBRUplink: 1 << 50, MBRDownlink: 1 << 50, TrafficClass: "platinum"}))
+	check(f.svc.PutSlice(ctx, "acme", connectivity.Slice{Name: "robots", Site: "plant", SST: 1, SD: "000001", DeviceGroups: []string{"agvs"},
+		DefaultBehavior: connectivity.AllowAll, MBR: &connectivity.Bitrate{Uplink: 1 << 50, Downlink: 1 << 50, BurstBytes: 1 << 40}}))
+	for i, d := range devs {
+		activeSIM(b, f, i, d, false)
+	}
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		d := devs[int(next.Add(1)-1)%len(devs)]
+		for pb.Next() {
+			if w := f.svc.Account(d, connectivity.Uplink, 170); w != 0 {
+				b.Errorf("throttled %s", w)
+				return
+			}
+		}
+	})
+}
+
+// TestSliceBurst checks that a slice's aggregate bitrate lets its burst
+// through at once and holds back what goes beyond it at the slice's rate.
+func TestSliceBurst(t *testing.T) {
+	f := newFixture(t, backend{"sqlite", openSQLite})
+	// 4 Mbit/s is 500,000 B/s; the groups' 8 Mbit/s per device does not bind.
+	seedModel(t, f, nil, &connectivity.Bitrate{Uplink: 4_000_000, Downlink: 4_000_000, BurstBytes: 64_000})
+	activeSIM(t, f, 1, "agv-1", false)
+	activeSIM(t, f, 2, "agv-2", false)
+	for i := range 42 { // 63,000 bytes from two devices, at one instant
+		if w := f.svc.Account([]string{"agv-1", "agv-2"}[i%2], connectivity.Uplink, 1500); w != 0 {
+			t.Fatalf("message %d within the burst held back %s", i+1, w)
+		}
+	}
+	// 500 bytes over the burst: 1 ms at 500,000 B/s.
+	if w := f.svc.Account("agv-2", connectivity.Uplink, 1500); w < 999*time.Microsecond || w > 1001*time.Microsecond {
+		t.Fatalf("first message beyond the burst held back %s, want 1ms", w)
+	}
+	// Downlink has its own bucket.
+	if w := f.svc.Account("agv-1", connectivity.Downlink, 1500); w != 0 {
+		t.Fatalf("downlink held back %s", w)
+	}
+	// After 128 ms the bucket has refilled 64,000 bytes, less the 500 owed.
+	f.clock.Add(128 * time.Millisecond)
+	if w := f.svc.Account("agv-1", connectivity.Uplink, 63_500); w != 0 {
+		t.Fatalf("refilled burst held back %s", w)
+	}
+	if w := f.svc.Account("agv-1", connectivity.Uplink, 1); w == 0 {
+		t.Fatal("a byte beyond the refilled burst passed")
 	}
 }

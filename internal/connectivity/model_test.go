@@ -115,3 +115,74 @@ func TestReferentialIntegrity(t *testing.T) {
 		}
 	})
 }
+
+// TestIMSIRangeEnforced checks that a SIM serves a device only at a site
+// whose PLMN and IMSI range its IMSI fits, whichever of SIM binding, device
+// group or site network changes last, and that a refusal changes nothing.
+func TestIMSIRangeEnforced(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		f := newFixture(t, b)
+		ctx := context.Background()
+		seedModel(t, f, nil, nil)
+		plant := must[connectivity.SiteNetwork](t)(f.svc.GetSiteNetwork(ctx, "acme", "plant"))
+		plant.IMSIRange = &connectivity.IMSIRange{First: "001010000000000", Last: "001010000000099"}
+		if _, _, err := f.svc.PutSiteNetwork(ctx, "acme", plant); err != nil {
+			t.Fatal(err)
+		}
+		bind := func(n int, dev string) error {
+			_, err := f.svc.UpdateSIM(ctx, "acme", "token:a", iccid(n), connectivity.SIMPatch{Device: &dev})
+			return err
+		}
+		for n, id := range map[int]string{1: imsi(1), 2: imsi(500), 3: "001020000000003"} {
+			must[connectivity.SIM](t)(f.svc.CreateSIM(ctx, "acme", connectivity.SIM{ICCID: iccid(n), IMSI: id}))
+		}
+		if err := bind(1, "agv-1"); err != nil {
+			t.Fatalf("a SIM inside the range: %v", err)
+		}
+		// Outside the range, and another PLMN: refused, naming the field.
+		err := bind(2, "agv-2")
+		wantField(t, err, "device", connectivity.ErrInvalid)
+		if !strings.Contains(err.Error(), "IMSI range 001010000000000 to 001010000000099") {
+			t.Fatalf("message %q does not give the range", err)
+		}
+		err = bind(3, "agv-2")
+		wantField(t, err, "device", connectivity.ErrInvalid)
+		if !strings.Contains(err.Error(), "PLMN 00101") {
+			t.Fatalf("message %q does not give the PLMN", err)
+		}
+		if m := must[connectivity.SIM](t)(f.svc.GetSIM(ctx, "acme", iccid(2))); m.Device != "" {
+			t.Fatalf("refused binding changed the SIM: device %q", m.Device)
+		}
+		// A device in no group may hold it; then the group cannot take the device.
+		if err := bind(2, "agv-9"); err != nil {
+			t.Fatal(err)
+		}
+		g := must[connectivity.DeviceGroup](t)(f.svc.GetDeviceGroup(ctx, "acme", "agvs"))
+		g.Devices = append(g.Devices, "agv-9")
+		_, _, err = f.svc.PutDeviceGroup(ctx, "acme", g)
+		wantField(t, err, "devices[3]", connectivity.ErrInvalid)
+		if g2 := must[connectivity.DeviceGroup](t)(f.svc.GetDeviceGroup(ctx, "acme", "agvs")); len(g2.Devices) != 3 {
+			t.Fatalf("refused group change stored: %v", g2.Devices)
+		}
+		// The site cannot narrow its range or change PLMN under a served SIM.
+		narrow := plant
+		narrow.IMSIRange = &connectivity.IMSIRange{First: "001010000000002", Last: "001010000000099"}
+		_, _, err = f.svc.PutSiteNetwork(ctx, "acme", narrow)
+		wantField(t, err, "imsiRange", connectivity.ErrInvalid)
+		other := plant
+		other.MNC, other.IMSIRange = "02", nil
+		_, _, err = f.svc.PutSiteNetwork(ctx, "acme", other)
+		wantField(t, err, "mnc", connectivity.ErrInvalid)
+		if n := must[connectivity.SiteNetwork](t)(f.svc.GetSiteNetwork(ctx, "acme", "plant")); n.MNC != "01" || n.IMSIRange.First != "001010000000000" {
+			t.Fatalf("refused site change stored: %+v", n)
+		}
+		// Widening is fine, and then the group takes the device.
+		plant.IMSIRange.Last = "001010000000999"
+		if _, _, err := f.svc.PutSiteNetwork(ctx, "acme", plant); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := f.svc.PutDeviceGroup(ctx, "acme", g); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

@@ -429,8 +429,80 @@ func (s *Service) PutSiteNetwork(ctx context.Context, org string, n SiteNetwork)
 	}
 	n.UpdatedAt = s.now().UTC().Truncate(time.Microsecond)
 	var prev SiteNetwork
-	created, err := s.putObject(ctx, org, kindSite, n.Site, n, []ref{{"site", kindRegSite, n.Site}}, &prev, nil)
+	created, err := s.putObject(ctx, org, kindSite, n.Site, n, []ref{{"site", kindRegSite, n.Site}}, &prev, func(q querier, _ bool) error {
+		// The SIMs the site already serves must fit the new PLMN and range.
+		groups, err := listObjects[DeviceGroup](ctx, q, org, kindGroup)
+		if err != nil {
+			return err
+		}
+		for _, g := range groups {
+			if g.Site != n.Site {
+				continue
+			}
+			for _, d := range g.Devices {
+				iccid, imsi, err := deviceSIM(ctx, q, org, d)
+				if err != nil {
+					return err
+				}
+				if field, why := imsiMisfit(n, imsi); iccid != "" && field != "" {
+					return fieldErr(field, "%s, but SIM %s of device %q (device group %q) is served there; move that SIM or device first", why, iccid, d, g.Name)
+				}
+			}
+		}
+		return nil
+	})
 	return n, created, err
+}
+
+// deviceSIM returns the ICCID and IMSI of the SIM bound to a device, or
+// empty strings when none is.
+func deviceSIM(ctx context.Context, q querier, org, device string) (iccid, imsi string, err error) {
+	err = q.QueryRowContext(ctx, `SELECT iccid, imsi FROM conn_sims WHERE device = $1 AND org = $2`, device, org).Scan(&iccid, &imsi)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", nil
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("look up the SIM of device %q: %w", device, err)
+	}
+	return iccid, imsi, nil
+}
+
+// siteNetworkOf returns a site's network settings, or nil when it has none.
+func siteNetworkOf(ctx context.Context, q querier, org, site string) (*SiteNetwork, error) {
+	var n SiteNetwork
+	err := getObject(ctx, q, org, kindSite, site, &n)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &n, nil
+}
+
+// checkIMSIForDevice refuses binding a SIM to a device whose device group
+// is at a site whose PLMN or IMSI range the SIM's IMSI does not fit.
+func (s *Service) checkIMSIForDevice(ctx context.Context, q querier, org, device, iccid, imsi string) error {
+	var group string
+	err := q.QueryRowContext(ctx, `SELECT from_name FROM conn_refs WHERE org = $1 AND to_kind = $2 AND to_name = $3 AND from_kind = $4`, org, kindDevice, device, kindGroup).Scan(&group)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look up the device's group: %w", err)
+	}
+	var g DeviceGroup
+	if err := getObject(ctx, q, org, kindGroup, group, &g); err != nil {
+		return err
+	}
+	n, err := siteNetworkOf(ctx, q, org, g.Site)
+	if err != nil || n == nil {
+		return err
+	}
+	if _, why := imsiMisfit(*n, imsi); why != "" {
+		return fieldErr("device", "SIM %s cannot serve device %q: %s, where the device's group %q is; use a SIM from that range", iccid, device, why, group)
+	}
+	return nil
 }
 
 // GetSiteNetwork returns a site's network settings.
@@ -527,6 +599,20 @@ func (s *Service) PutDeviceGroup(ctx context.Context, org string, g DeviceGroup)
 			}
 			if !errors.Is(err, sql.ErrNoRows) {
 				return fmt.Errorf("look up the device's group: %w", err)
+			}
+		}
+		// The devices' SIMs must fit the site's PLMN and IMSI range.
+		n, err := siteNetworkOf(ctx, q, org, g.Site)
+		if err != nil {
+			return err
+		}
+		for i := 0; n != nil && i < len(g.Devices); i++ {
+			iccid, imsi, err := deviceSIM(ctx, q, org, g.Devices[i])
+			if err != nil {
+				return err
+			}
+			if _, why := imsiMisfit(*n, imsi); iccid != "" && why != "" {
+				return fieldErr(fmt.Sprintf("devices[%d]", i), "device %q holds SIM %s: %s; bind it a SIM from that range or put it in a group at its own site", g.Devices[i], iccid, why)
 			}
 		}
 		// Devices that joined or left change their subscribers' groups.

@@ -173,6 +173,9 @@ func (s *Service) UpdateSIM(ctx context.Context, org, actor, iccid string, p SIM
 				if !errors.Is(err, sql.ErrNoRows) {
 					return fmt.Errorf("look up the device's SIM: %w", err)
 				}
+				if err := s.checkIMSIForDevice(ctx, tx, org, *p.Device, m.ICCID, m.IMSI); err != nil {
+					return err
+				}
 			}
 			m.Device = *p.Device
 			// A new device is a new handset: the IMEI binds again.
@@ -455,6 +458,9 @@ func (s *Service) runScheduler(ctx context.Context) {
 // SIMRow is one SIM of a bulk import.
 type SIMRow struct {
 	ICCID, IMSI, MSISDN, Label, Ki, OPc string
+	// Invalid, when set, is why the row could not be read (a CSV syntax
+	// error); the row fails with it.
+	Invalid string
 }
 
 // importBatch is how many rows go in one INSERT: 9 parameters a row stays
@@ -552,6 +558,10 @@ func (s *Service) ImportSIMs(ctx context.Context, org string, rows []SIMRow, pro
 		}
 	}()
 	for i, r := range rows {
+		if r.Invalid != "" {
+			addErr(RowError{Row: i + 1, Error: r.Invalid})
+			continue
+		}
 		m := SIM{ICCID: r.ICCID, IMSI: r.IMSI, MSISDN: r.MSISDN, Label: r.Label, Ki: r.Ki, OPc: r.OPc}
 		if verr := validateSIM(m); verr != nil {
 			addErr(RowError{Row: i + 1, ICCID: r.ICCID, Error: verr.Error()})

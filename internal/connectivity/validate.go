@@ -384,3 +384,19 @@ func validateApplication(a Application) error {
 	}
 	return nil
 }
+
+// imsiMisfit says which field of a site's network an IMSI does not fit
+// and why, or "" when it fits: a SIM served by the site must carry its
+// PLMN (MCC then MNC) and, when the site sets one, fall in its IMSI range.
+func imsiMisfit(n SiteNetwork, imsi string) (field, why string) {
+	switch {
+	case !strings.HasPrefix(imsi, n.MCC):
+		return "mcc", fmt.Sprintf("IMSI %s does not start with site %q's MCC %s", imsi, n.Site, n.MCC)
+	case !strings.HasPrefix(imsi[len(n.MCC):], n.MNC):
+		return "mnc", fmt.Sprintf("IMSI %s does not carry site %q's PLMN %s%s (MCC %s, MNC %s)", imsi, n.Site, n.MCC, n.MNC, n.MCC, n.MNC)
+	}
+	if r := n.IMSIRange; r != nil && (imsi < r.First || imsi > r.Last) {
+		return "imsiRange", fmt.Sprintf("IMSI %s is outside site %q's IMSI range %s to %s", imsi, n.Site, r.First, r.Last)
+	}
+	return "", ""
+}

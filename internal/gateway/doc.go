@@ -9,7 +9,11 @@
 //   - per-device ACLs for the Azure IoT Hub topic layout;
 //   - telemetry ingest: JSON payloads are flattened into bus.Telemetry and
 //     handed to a Publisher; a QoS 1 PUBACK is sent only after the
-//     Publisher returned, that is after the message is durable.
+//     Publisher returned, that is after the message is durable;
+//   - overload ordering: at most Config.MaxInflight messages are stored at
+//     once, and the rest wait by their device's priority (Config.Priority,
+//     the traffic class's ARP), so high-priority devices keep their latency
+//     when the hub is saturated.
 //
 // The gateway reads devices through the Devices interface (satisfied by
 // *registry.Service) and caches what it read only briefly; the per-message

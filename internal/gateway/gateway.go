@@ -59,6 +59,16 @@ type Config struct {
 	// that is over its rate, which throttles the device through TCP.
 	Meter func(deviceID string, uplink bool, bytes int) time.Duration
 
+	// MaxInflight bounds the telemetry messages being flattened and stored
+	// at once; default 64 per CPU, at least 128. Beyond it messages wait,
+	// ordered by Priority, for at most PublishTimeout.
+	MaxInflight int
+	// Priority, when set, ranks a device's messages while they wait for
+	// the bus under overload: 0 (first) to 15 (last), as a traffic class's
+	// ARP. Asked only when a message has to wait. Nil: first come, first
+	// served.
+	Priority func(deviceID string) int
+
 	// Cloud, when set, serves twins, direct methods and cloud-to-device
 	// messages (see iothub.go); without it $iothub requests are ignored.
 	Cloud Cloud
@@ -98,6 +108,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxPendingWrites <= 0 {
 		c.MaxPendingWrites = 64
+	}
+	if c.MaxInflight <= 0 {
+		c.MaxInflight = defaultMaxInflight()
 	}
 	return c
 }
@@ -140,6 +153,7 @@ type Gateway struct {
 	serving  atomic.Bool
 	stats    counters
 	metrics  *metrics
+	gate     *ingestGate // orders ingest by priority under overload
 
 	started   atomic.Bool
 	closeOnce sync.Once
@@ -154,6 +168,8 @@ type session struct {
 	messages, malformed         atomic.Uint64
 	subs                        atomic.Uint32 // sub* flags: what the device listens for
 	c2d                         c2dState
+	downMu                      sync.Mutex
+	down                        downlink
 }
 
 // will is a device's last-will message, sent as telemetry when the
@@ -187,6 +203,7 @@ func New(cfg Config, devices Devices, pub Publisher, logger *slog.Logger) (*Gate
 		cancel:  cancel,
 		errs:    errorRecorder{last: map[string]time.Time{}, pending: map[string]*pendingErrors{}},
 		metrics: newMetrics(),
+		gate:    newIngestGate(cfg.MaxInflight),
 	}
 	g.auth = newAuthenticator(devices, cfg.DeviceCacheTTL, logger)
 

@@ -204,6 +204,15 @@ func (g *Gateway) ingest(cl *mqtt.Client, s *session, pk packets.Packet, bag str
 	if wait := g.meter(s.device, true, len(pk.TopicName)+len(pk.Payload)); wait > 0 {
 		time.Sleep(min(wait, maxThrottle))
 	}
+	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.PublishTimeout)
+	defer cancel()
+	// Under overload, wait for a slot behind more important devices only.
+	if err := g.gate.acquire(ctx, func() int { return g.priority(s.device) }); err != nil {
+		g.stats.publishFailures.Add(1)
+		g.log.Warn("telemetry not accepted: the hub is saturated and more important devices went first", "device", s.device, "qos", pk.FixedHeader.Qos, "error", err)
+		return g.refuse(cl, pk, packets.ErrUnspecifiedError)
+	}
+	defer g.gate.release()
 	t, err := g.telemetry(s, bag, pk.Payload, pk.Properties.User, now)
 	if err != nil {
 		g.stats.malformed.Add(1)
@@ -214,9 +223,7 @@ func (g *Gateway) ingest(cl *mqtt.Client, s *session, pk packets.Packet, bag str
 		}
 		return pk, packets.CodeSuccessIgnore // acknowledged: resending cannot fix it
 	}
-	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.PublishTimeout)
 	err = g.pub.Publish(ctx, t)
-	cancel()
 	g.metrics.publishSeconds.Observe(time.Since(now).Seconds())
 	if err != nil {
 		g.stats.publishFailures.Add(1)
@@ -308,6 +315,14 @@ func (g *Gateway) sendWill(s *session) {
 // maxThrottle bounds one pause of an over-rate device, so a misconfigured
 // bitrate cannot stall a connection past its keep-alive.
 const maxThrottle = 5 * time.Second
+
+// priority is the device's rank under overload (Config.Priority), 0 without one.
+func (g *Gateway) priority(deviceID string) int {
+	if g.cfg.Priority == nil {
+		return 0
+	}
+	return g.cfg.Priority(deviceID)
+}
 
 // meter reports traffic to Config.Meter, if set.
 func (g *Gateway) meter(deviceID string, uplink bool, n int) time.Duration {

@@ -169,16 +169,21 @@ func (g *Gateway) twinResponse(cl *mqtt.Client, s *session, status int, rid, ver
 	if version != "" {
 		topic += "&$version=" + version
 	}
-	if err := g.writePublish(cl, topic, body, 0, 0); err != nil {
+	if err := g.writePublish(cl, s, topic, body); err != nil {
 		g.log.Debug("twin response not written", "device", s.device, "error", err)
 	}
 }
 
-// writePublish writes a PUBLISH to one connection. QoS 1 packets are
-// tracked in the client's inflight store so that mochi resends them and
+// writePublish writes a PUBLISH to a device's connection, paced to its
+// downlink bitrate (a throttled message is written later, in order).
+func (g *Gateway) writePublish(cl *mqtt.Client, s *session, topic string, payload []byte) error {
+	return g.sendDown(cl, s, len(topic)+len(payload), func() error { return g.writeRaw(cl, topic, payload, 0, 0) })
+}
+
+// writeRaw writes a PUBLISH to one connection, unmetered. QoS 1 packets
+// are tracked in the client's inflight store so that mochi resends them and
 // reports their PUBACK through OnQosComplete.
-func (g *Gateway) writePublish(cl *mqtt.Client, topic string, payload []byte, qos byte, expires int64) error {
-	g.meter(cl.ID, false, len(topic)+len(payload))
+func (g *Gateway) writeRaw(cl *mqtt.Client, topic string, payload []byte, qos byte, expires int64) error {
 	pk := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos},
 		TopicName:   topic,
@@ -223,7 +228,7 @@ func (g *Gateway) SendMethod(device, rid, method string, payload []byte) error {
 	if len(payload) == 0 {
 		payload = []byte("null")
 	}
-	return g.writePublish(cl, "$iothub/methods/POST/"+method+"/?$rid="+url.QueryEscape(rid), payload, 0, 0)
+	return g.writePublish(cl, s, "$iothub/methods/POST/"+method+"/?$rid="+url.QueryEscape(rid), payload)
 }
 
 // NotifyDesired sends a desired-properties patch (with $version) to a
@@ -233,7 +238,7 @@ func (g *Gateway) NotifyDesired(device string, version int64, patch []byte) {
 	if !ok || s.subs.Load()&subDesired == 0 {
 		return
 	}
-	if err := g.writePublish(cl, "$iothub/twin/PATCH/properties/desired/?$version="+strconv.FormatInt(version, 10), patch, 0, 0); err != nil {
+	if err := g.writePublish(cl, s, "$iothub/twin/PATCH/properties/desired/?$version="+strconv.FormatInt(version, 10), patch); err != nil {
 		g.log.Debug("desired notification not written", "device", device, "error", err)
 	}
 }
@@ -358,9 +363,14 @@ func (g *Gateway) deliverRound(cl *mqtt.Client, s *session) {
 		props["$.mid"] = m.ID
 		props["$.to"] = "/devices/" + s.device + "/messages/deviceBound"
 		topic := "devices/" + s.device + "/messages/devicebound/" + azure.EncodeBag(props)
+		// This round runs on the device's own goroutine: wait here for its
+		// downlink bitrate.
+		if !g.pace(ctx, cl, s, len(topic)+len(m.Body)) {
+			return
+		}
 		if s.subs.Load()&subC2DQoS1 == 0 {
 			// Subscribed at QoS 0: written is as delivered as it gets.
-			if err := g.writePublish(cl, topic, m.Body, 0, 0); err == nil {
+			if err := g.writeRaw(cl, topic, m.Body, 0, 0); err == nil {
 				if err := g.cfg.Cloud.CompleteC2D(ctx, s.org, s.device, m.ID); err != nil {
 					g.log.Debug("cloud-to-device completion not recorded", "device", s.device, "error", err)
 				}
@@ -382,7 +392,6 @@ func (g *Gateway) deliverRound(cl *mqtt.Client, s *session) {
 		s.c2d.mu.Unlock()
 		cl.State.Inflight.Set(pk)
 		cl.State.Inflight.DecreaseSendQuota()
-		g.meter(cl.ID, false, len(topic)+len(m.Body))
 		if err := cl.WritePacket(pk); err != nil {
 			return // the message stays in flight; a resumed session resends it, else the next connection does
 		}

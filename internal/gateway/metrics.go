@@ -18,6 +18,8 @@ type Stats struct {
 	Oversize        uint64 // telemetry not stored: payload over MaxPayload
 	Denied          uint64 // publishes refused by the topic ACL
 	PublishFailures uint64 // telemetry not stored: the bus failed or timed out (not acknowledged)
+	Queued          int    // telemetry messages waiting, by priority, for a slot (MaxInflight) now
+	DownlinkDropped uint64 // messages to devices dropped because their throttled backlog was full
 }
 
 type counters struct {
@@ -31,6 +33,7 @@ type counters struct {
 	oversize        atomic.Uint64
 	denied          atomic.Uint64
 	publishFailures atomic.Uint64
+	downlinkDropped atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -47,6 +50,8 @@ func (g *Gateway) Stats() Stats {
 		Oversize:        c.oversize.Load(),
 		Denied:          c.denied.Load(),
 		PublishFailures: c.publishFailures.Load(),
+		Queued:          g.gate.queued(),
+		DownlinkDropped: c.downlinkDropped.Load(),
 	}
 }
 
@@ -95,6 +100,8 @@ func statDescs() []statDesc {
 		{prometheus.NewDesc("shopfloor_gateway_messages_oversize_total", "Telemetry messages refused for size.", nil, nil), false, func(s Stats) float64 { return float64(s.Oversize) }},
 		{prometheus.NewDesc("shopfloor_gateway_acl_denied_total", "Publishes refused by the topic ACL.", nil, nil), false, func(s Stats) float64 { return float64(s.Denied) }},
 		{prometheus.NewDesc("shopfloor_gateway_publish_failures_total", "Telemetry messages the bus did not store (not acknowledged).", nil, nil), false, func(s Stats) float64 { return float64(s.PublishFailures) }},
+		{prometheus.NewDesc("shopfloor_gateway_downlink_dropped_total", "Messages to devices dropped because the device's downlink was throttled and its backlog full.", nil, nil), false, func(s Stats) float64 { return float64(s.DownlinkDropped) }},
+		{prometheus.NewDesc("shopfloor_gateway_ingest_queued", "Telemetry messages waiting, by their device's priority, because the hub is saturated.", nil, nil), true, func(s Stats) float64 { return float64(s.Queued) }},
 	}
 }
 

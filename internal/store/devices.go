@@ -96,7 +96,13 @@ func (s *SQL) CreateDevice(ctx context.Context, d registry.Device) error {
 
 // GetDevice implements registry.Store.
 func (s *SQL) GetDevice(ctx context.Context, org, id string) (registry.Device, error) {
-	d, err := scanDevice(s.db.QueryRowContext(ctx, "SELECT "+deviceCols+" FROM devices WHERE id = $1 AND org = $2", id, org))
+	// The prepared primary-key lookup: the REST API reads the device on
+	// every twin, method and message call, and parsing the query again cost
+	// more than running it.
+	d, err := scanDevice(s.lookup.QueryRowContext(ctx, id))
+	if err == nil && d.Org != org {
+		err = sql.ErrNoRows
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return registry.Device{}, deviceNotFound(org, id)
 	}

@@ -32,7 +32,14 @@ const (
 	TileGauge   = "gauge"
 	TileAlerts  = "alerts"
 	TileDevices = "devices"
+	TilePromQL  = "promql"
 )
+
+// PromQL evaluates a PromQL expression over an organization's telemetry;
+// each series is named by its label set.
+type PromQL interface {
+	QueryRange(ctx context.Context, org, expr string, start, end time.Time, step time.Duration) ([]Series, error)
+}
 
 // Tile is one cell of a dashboard, bound to a device field (line, latest,
 // gauge) or a site (devices); Width is 1 to 4 grid columns.
@@ -43,6 +50,7 @@ type Tile struct {
 	Device string  `json:"device,omitempty"`
 	Field  string  `json:"field,omitempty"`
 	Site   string  `json:"site,omitempty"`
+	Query  string  `json:"query,omitempty"` // PromQL of a promql tile
 	Min    float64 `json:"min,omitempty"`
 	Max    float64 `json:"max,omitempty"`
 	Width  int     `json:"width"`
@@ -275,6 +283,23 @@ func (s *Server) tileView(r *http.Request, org string, t Tile) tileView {
 				tv.Chart = &c
 			}
 		}
+	case TilePromQL:
+		if s.deps.PromQL == nil {
+			tv.Note = "PromQL is not available on this hub."
+			return tv
+		}
+		to := s.now()
+		series, err := s.deps.PromQL.QueryRange(ctx, org, t.Query, to.Add(-time.Hour), to, 30*time.Second)
+		if err != nil {
+			tv.Note = sentence(err)
+			return tv
+		}
+		c := buildChart(series)
+		c.Window = 3600
+		tv.Chart = &c
+		if len(series) == 0 {
+			tv.Note = "The expression returned no series in the last hour."
+		}
 	case TileAlerts:
 		if s.deps.Alerts == nil {
 			tv.Note = "Alerts are available when the rules engine is enabled on this hub."
@@ -429,7 +454,7 @@ func (s *Server) tileAdd(w http.ResponseWriter, r *http.Request) {
 	}
 	t := Tile{Kind: r.PostFormValue("kind"), Title: strings.TrimSpace(r.PostFormValue("title")),
 		Device: strings.TrimSpace(r.PostFormValue("device")), Field: strings.TrimSpace(r.PostFormValue("field")),
-		Site: r.PostFormValue("site")}
+		Site: r.PostFormValue("site"), Query: strings.TrimSpace(r.PostFormValue("query"))}
 	t.Width, _ = strconv.Atoi(r.PostFormValue("width"))
 	t.Width = min(max(t.Width, 1), 4)
 	t.Min, _ = strconv.ParseFloat(r.PostFormValue("min"), 64)
@@ -448,13 +473,31 @@ func (s *Server) tileAdd(w http.ResponseWriter, r *http.Request) {
 			s.problem(w, r, http.StatusBadRequest, "A gauge needs a maximum above its minimum.")
 			return
 		}
+	case TilePromQL:
+		if t.Query == "" {
+			s.problem(w, r, http.StatusBadRequest, "A PromQL tile needs an expression, for example avg by (site) (temperature).")
+			return
+		}
+		if s.deps.PromQL == nil {
+			s.problem(w, r, http.StatusServiceUnavailable, "PromQL is not available on this hub.")
+			return
+		}
+		// Run it once so a typo is refused here rather than shown on the tile.
+		to := s.now()
+		if _, err := s.deps.PromQL.QueryRange(r.Context(), v.org, t.Query, to.Add(-time.Minute), to, 30*time.Second); err != nil {
+			s.problem(w, r, http.StatusBadRequest, "The PromQL expression does not run: "+sentence(err))
+			return
+		}
 	case TileAlerts, TileDevices:
 	default:
-		s.problem(w, r, http.StatusBadRequest, "Choose a tile kind: line chart, latest value, gauge, alert list or device table.")
+		s.problem(w, r, http.StatusBadRequest, "Choose a tile kind: line chart, latest value, gauge, alert list, device table or PromQL chart.")
 		return
 	}
 	if t.Title == "" {
 		t.Title = strings.TrimSpace(t.Device + " " + t.Field)
+		if t.Kind == TilePromQL {
+			t.Title = t.Query
+		}
 		if t.Title == "" {
 			t.Title = t.Kind
 		}

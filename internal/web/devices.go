@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -320,6 +321,8 @@ type detailData struct {
 	Secret    string // a connection string shown once after POST
 	Flash     string
 	Result    string
+	// The method form's values, kept so an invocation can be repeated.
+	MethodName, MethodPayload, MethodTimeout string
 }
 
 func (s *Server) deviceDetail(w http.ResponseWriter, r *http.Request) {
@@ -613,8 +616,13 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		d.Result = "The method failed: " + sentence(err)
 	} else {
-		d.Result = fmt.Sprintf("Status %d: %s", status, resp)
+		var pretty bytes.Buffer
+		if json.Indent(&pretty, resp, "", "  ") == nil {
+			resp = pretty.Bytes()
+		}
+		d.Result = fmt.Sprintf("Status %d:\n%s", status, resp)
 	}
+	d.MethodName, d.MethodPayload, d.MethodTimeout = name, r.PostFormValue("payload"), strconv.Itoa(int(timeout/time.Second))
 	s.render(w, r, http.StatusOK, "device", d)
 }
 

@@ -7,6 +7,15 @@
 //
 // It reads the hub's modules through the small interfaces in web.go, which
 // internal/app adapts; it never calls the REST API over HTTP. It may import
-// internal/registry for its types; it must not import the api, store, tsdb,
-// gateway, bus or app packages.
+// internal/registry and internal/users for their types (users.Service keeps
+// console users and persists sessions); it must not import the api, store,
+// tsdb, gateway, bus or app packages.
+//
+// Pages: sign-in (API token, or user name and password), fleet overview,
+// devices, device detail (live chart, twin, methods, C2D, keys), dashboards
+// (device-bound and PromQL tiles), templates (view, edit, import, export
+// JSON), rules and alerts (editor with live validation and dry run, inbox
+// with acknowledge, resolve and notes) and connectivity. Every form that
+// changes something needs the operator or admin role, checked on the
+// server.
 package web

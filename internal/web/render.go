@@ -25,6 +25,7 @@ var funcs = template.FuncMap{
 	"fmtval":    fmtVal,
 	"join":      strings.Join,
 	"bytes":     humanBytes,
+	"list":      func(s ...string) []string { return s },
 	"tags": func(m map[string]string) string {
 		parts := make([]string, 0, len(m))
 		for _, k := range sortedKeys(m) {

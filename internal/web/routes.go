@@ -34,44 +34,26 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /dashboards/{id}/tiles/{tile}/delete", s.edit(s.tileDelete))
 	m.HandleFunc("POST /dashboards/{id}/delete", s.edit(s.dashboardDelete))
 	m.HandleFunc("GET /templates", s.authed(s.templates))
+	m.HandleFunc("POST /templates/import", s.edit(s.templateImport))
+	m.HandleFunc("GET /templates/{id}", s.authed(s.templateDetail))
+	m.HandleFunc("GET /templates/{id}/export", s.authed(s.templateExport))
+	m.HandleFunc("POST /templates/{id}", s.edit(s.templateSave))
+	m.HandleFunc("POST /templates/{id}/delete", s.edit(s.templateDelete))
 	m.HandleFunc("GET /rules", s.authed(s.rules))
+	// Validation and dry runs change nothing, so viewers may use them too.
+	m.HandleFunc("POST /rules/validate", s.authed(s.ruleValidate))
+	m.HandleFunc("POST /rules/dry-run", s.authed(s.ruleDryRun))
+	m.HandleFunc("POST /rules", s.edit(s.ruleSave))
+	m.HandleFunc("POST /rules/{id}", s.edit(s.ruleSave))
+	m.HandleFunc("POST /rules/{id}/delete", s.edit(s.ruleDelete))
+	m.HandleFunc("GET /alerts/{id}", s.authed(s.alertDetail))
+	m.HandleFunc("POST /alerts/{id}/{action}", s.edit(s.alertAct))
 	m.HandleFunc("GET /connectivity", s.authed(s.connectivity))
+	m.HandleFunc("GET /users", s.admin(s.usersPage))
+	m.HandleFunc("POST /users", s.admin(s.userCreate))
+	m.HandleFunc("POST /users/{id}/delete", s.admin(s.userDelete))
 	m.HandleFunc("/", s.authed(s.overview)) // 404 page for unknown paths
 	s.mux = m
-}
-
-type templateRow struct {
-	Name    string
-	Devices int
-}
-
-// templates lists the device templates in use. The registry has no template
-// objects yet; a template is the name devices carry.
-func (s *Server) templates(w http.ResponseWriter, r *http.Request) {
-	f, err := s.summary(r.Context(), viewerOf(r).org)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	rows := make([]templateRow, 0, len(f.Templates))
-	for n, c := range f.Templates {
-		rows = append(rows, templateRow{n, c})
-	}
-	sort.Slice(rows, func(i, j int) bool { return rows[i].Name < rows[j].Name })
-	s.render(w, r, http.StatusOK, "templates", rows)
-}
-
-func (s *Server) rules(w http.ResponseWriter, r *http.Request) {
-	d := map[string]any{"AlertsOn": s.deps.Alerts != nil}
-	if s.deps.Alerts != nil {
-		as, err := s.deps.Alerts.Recent(r.Context(), viewerOf(r).org, "", 100)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		d["Alerts"] = as
-	}
-	s.render(w, r, http.StatusOK, "rules", d)
 }
 
 func (s *Server) connectivity(w http.ResponseWriter, r *http.Request) {

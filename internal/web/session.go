@@ -6,12 +6,14 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/shopfloor/shopfloor/internal/registry"
+	"github.com/shopfloor/shopfloor/internal/users"
 )
 
 const (
@@ -22,25 +24,38 @@ const (
 )
 
 // session is one signed-in browser. The cookie carries only the random id;
-// the API token stays on the server and is checked again on every request,
-// so deleting the token signs the browser out.
+// the API token (or the user id of a password sign-in) stays on the server
+// and is checked again on every request, so deleting the token or the user
+// signs the browser out.
 type session struct {
 	id      string
-	secret  string
+	secret  string // API token of a token sign-in
+	user    string // user id of a password sign-in
 	csrf    string
 	org     string // organization the browser acts on
 	expires time.Time
+	saved   time.Time // expires as last written to the store
 }
 
+// SessionStore keeps sessions across hub restarts; *users.Service
+// implements it.
+type SessionStore interface {
+	SaveSession(ctx context.Context, s users.Session) error
+	LoadSession(ctx context.Context, id string) (users.Session, bool, error)
+	DeleteSession(ctx context.Context, id string) error
+}
+
+// sessions caches sessions in memory in front of the optional store.
 type sessions struct {
-	mu  sync.Mutex
-	m   map[string]*session
-	ttl time.Duration
-	now func() time.Time
+	mu    sync.Mutex
+	m     map[string]*session
+	ttl   time.Duration
+	now   func() time.Time
+	store SessionStore // nil: memory only
 }
 
-func newSessions(ttl time.Duration, now func() time.Time) *sessions {
-	return &sessions{m: map[string]*session{}, ttl: ttl, now: now}
+func newSessions(ttl time.Duration, now func() time.Time, store SessionStore) *sessions {
+	return &sessions{m: map[string]*session{}, ttl: ttl, now: now, store: store}
 }
 
 func randomToken() string {
@@ -49,8 +64,19 @@ func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func (ss *sessions) create(secret, org string) *session {
-	s := &session{id: randomToken(), secret: secret, csrf: randomToken(), org: org, expires: ss.now().Add(ss.ttl)}
+func (ss *sessions) save(ctx context.Context, s *session) error {
+	if ss.store == nil {
+		return nil
+	}
+	s.saved = s.expires
+	return ss.store.SaveSession(ctx, users.Session{ID: s.id, User: s.user, Secret: s.secret, CSRF: s.csrf, Org: s.org, Expires: s.expires})
+}
+
+func (ss *sessions) create(ctx context.Context, secret, user, org string) (*session, error) {
+	s := &session{id: randomToken(), secret: secret, user: user, csrf: randomToken(), org: org, expires: ss.now().Add(ss.ttl)}
+	if err := ss.save(ctx, s); err != nil {
+		return nil, err
+	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	now := ss.now()
@@ -60,37 +86,77 @@ func (ss *sessions) create(secret, org string) *session {
 		}
 	}
 	ss.m[s.id] = s
-	return s
+	return s, nil
 }
 
-func (ss *sessions) get(id string) (session, bool) {
+func (ss *sessions) get(ctx context.Context, id string) (session, bool, error) {
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
 	s, ok := ss.m[id]
-	if !ok {
-		return session{}, false
+	ss.mu.Unlock()
+	if !ok && ss.store != nil {
+		// Not in memory: signed in before a restart, or through another hub.
+		st, found, err := ss.store.LoadSession(ctx, id)
+		if err != nil || !found {
+			return session{}, false, err
+		}
+		s = &session{id: id, secret: st.Secret, user: st.User, csrf: st.CSRF, org: st.Org, expires: st.Expires, saved: st.Expires}
+		ss.mu.Lock()
+		ss.m[id] = s
+		ss.mu.Unlock()
+	} else if !ok {
+		return session{}, false, nil
 	}
+	ss.mu.Lock()
 	now := ss.now()
 	if now.After(s.expires) {
 		delete(ss.m, id)
-		return session{}, false
+		ss.mu.Unlock()
+		if ss.store != nil {
+			return session{}, false, ss.store.DeleteSession(ctx, id)
+		}
+		return session{}, false, nil
 	}
 	s.expires = now.Add(ss.ttl)
-	return *s, true
+	// Write the longer expiry back only now and then, not on every request.
+	stale := ss.store != nil && s.expires.Sub(s.saved) > ss.ttl/12
+	out := *s
+	ss.mu.Unlock()
+	if stale {
+		if err := ss.save(ctx, &out); err != nil {
+			return session{}, false, err
+		}
+		ss.mu.Lock()
+		s.saved = out.saved
+		ss.mu.Unlock()
+	}
+	return out, true, nil
 }
 
-func (ss *sessions) setOrg(id, org string) {
+func (ss *sessions) setOrg(ctx context.Context, id, org string) error {
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	if s, ok := ss.m[id]; ok {
+	s, ok := ss.m[id]
+	if ok {
 		s.org = org
 	}
+	var out session
+	if ok {
+		out = *s
+	}
+	ss.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	return ss.save(ctx, &out)
 }
 
-func (ss *sessions) drop(id string) {
+func (ss *sessions) drop(ctx context.Context, id string) error {
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
 	delete(ss.m, id)
+	ss.mu.Unlock()
+	if ss.store != nil {
+		return ss.store.DeleteSession(ctx, id)
+	}
+	return nil
 }
 
 // viewer is the signed-in caller of one request.
@@ -100,6 +166,17 @@ type viewer struct {
 	Org     registry.Org
 	Orgs    []registry.Org // organizations the caller may switch to (operators)
 	CanEdit bool           // operator or admin
+	IsAdmin bool           // may manage users
+	User    string         // user name of a password sign-in, "" for a token
+}
+
+// Who names the signed-in caller in alert history: the user, or the
+// token id as the REST API does.
+func (v *viewer) Who() string {
+	if v.User != "" {
+		return "user:" + v.User
+	}
+	return "token:" + v.P.TokenID
 }
 
 type viewerKey struct{}
@@ -147,7 +224,19 @@ func (s *Server) edit(h http.HandlerFunc) http.HandlerFunc {
 	return s.authed(func(w http.ResponseWriter, r *http.Request) {
 		v := viewerOf(r)
 		if !v.CanEdit {
-			s.problem(w, r, http.StatusForbidden, "Your token has the "+string(v.P.Role)+" role, which can only read. Ask an admin of the organization for an operator token to change things.")
+			s.problem(w, r, http.StatusForbidden, "You have the "+string(v.P.Role)+" role, which can only read. Ask an admin of the organization for the operator role to change things.")
+			return
+		}
+		h(w, r)
+	})
+}
+
+// admin is authed for the pages that manage the organization's users.
+func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
+	return s.authed(func(w http.ResponseWriter, r *http.Request) {
+		v := viewerOf(r)
+		if v.P.Role != registry.RoleAdmin {
+			s.problem(w, r, http.StatusForbidden, "Only an admin of the organization manages its users; you have the "+string(v.P.Role)+" role.")
 			return
 		}
 		h(w, r)
@@ -172,41 +261,71 @@ func (s *Server) resolve(r *http.Request) (*viewer, error) {
 	if err != nil || c.Value == "" {
 		return nil, registry.ErrUnauthorized
 	}
-	sess, ok := s.sessions.get(c.Value)
+	ctx := r.Context()
+	sess, ok, err := s.sessions.get(ctx, c.Value)
+	if err != nil {
+		return nil, err
+	}
 	if !ok {
 		return nil, registry.ErrUnauthorized
 	}
-	p, err := s.deps.Registry.Authenticate(r.Context(), sess.secret)
+	p, userName, err := s.principal(ctx, sess)
 	if err != nil {
 		if errors.Is(err, registry.ErrNotFound) || errors.Is(err, registry.ErrUnauthorized) {
-			s.sessions.drop(sess.id)
+			if derr := s.sessions.drop(ctx, sess.id); derr != nil {
+				s.log.Warn("console: drop session", "err", derr)
+			}
 			return nil, registry.ErrUnauthorized
 		}
 		return nil, err
 	}
-	v := &viewer{session: sess, P: p, CanEdit: p.Role == registry.RoleOperator || p.Role == registry.RoleAdmin}
-	org, err := s.deps.Registry.GetOrg(r.Context(), sess.org)
+	v := &viewer{session: sess, P: p, User: userName, CanEdit: p.Role == registry.RoleOperator || p.Role == registry.RoleAdmin,
+		IsAdmin: p.Role == registry.RoleAdmin && s.deps.Users != nil}
+	org, err := s.deps.Registry.GetOrg(ctx, sess.org)
 	if err != nil || (org.ID != p.Org && !(p.Operator && org.Parent == p.Org)) {
-		// The chosen customer organization is gone: fall back to the token's own.
-		if org, err = s.deps.Registry.GetOrg(r.Context(), p.Org); err != nil {
+		// The chosen customer organization is gone: fall back to the caller's own.
+		if org, err = s.deps.Registry.GetOrg(ctx, p.Org); err != nil {
 			return nil, err
 		}
-		s.sessions.setOrg(sess.id, org.ID)
+		if err := s.sessions.setOrg(ctx, sess.id, org.ID); err != nil {
+			return nil, err
+		}
 	}
 	v.Org = org
 	v.org = org.ID
 	if p.Operator {
-		own, err := s.deps.Registry.GetOrg(r.Context(), p.Org)
+		own, err := s.deps.Registry.GetOrg(ctx, p.Org)
 		if err != nil {
 			return nil, err
 		}
-		kids, err := s.deps.Registry.ListOrgs(r.Context(), p.Org)
+		kids, err := s.deps.Registry.ListOrgs(ctx, p.Org)
 		if err != nil {
 			return nil, err
 		}
 		v.Orgs = append([]registry.Org{own}, kids...)
 	}
 	return v, nil
+}
+
+// principal checks a session's credentials again: the API token, or that
+// the user still exists (with its current role).
+func (s *Server) principal(ctx context.Context, sess session) (registry.Principal, string, error) {
+	if sess.user == "" {
+		p, err := s.deps.Registry.Authenticate(ctx, sess.secret)
+		return p, "", err
+	}
+	if s.deps.Users == nil {
+		return registry.Principal{}, "", registry.ErrUnauthorized
+	}
+	u, err := s.deps.Users.Get(ctx, sess.user)
+	if err != nil {
+		return registry.Principal{}, "", err
+	}
+	own, err := s.deps.Registry.GetOrg(ctx, u.Org)
+	if err != nil {
+		return registry.Principal{}, "", err
+	}
+	return registry.Principal{Org: u.Org, Role: u.Role, Operator: own.Parent == ""}, u.Name, nil
 }
 
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
@@ -219,47 +338,86 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 		tok = randomToken()
 	}
 	http.SetCookie(w, cookie(r, loginCookie, tok, 3600))
-	s.render(w, r, http.StatusOK, "login", map[string]any{"LoginCSRF": tok, "Next": safeNext(r.FormValue("next"))})
+	s.render(w, r, http.StatusOK, "login", map[string]any{"LoginCSRF": tok, "Next": safeNext(r.FormValue("next")), "UsersOn": s.deps.Users != nil})
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	fail := func(status int, msg string) {
 		tok := randomToken()
 		http.SetCookie(w, cookie(r, loginCookie, tok, 3600))
-		s.render(w, r, status, "login", map[string]any{"LoginCSRF": tok, "Error": msg, "Next": safeNext(r.PostFormValue("next"))})
+		s.render(w, r, status, "login", map[string]any{"LoginCSRF": tok, "Error": msg, "Next": safeNext(r.PostFormValue("next")),
+			"UsersOn": s.deps.Users != nil, "User": r.PostFormValue("user")})
 	}
 	c, err := r.Cookie(loginCookie)
 	if err != nil || c.Value == "" || subtle.ConstantTimeCompare([]byte(c.Value), []byte(r.PostFormValue(csrfField))) != 1 {
 		fail(http.StatusForbidden, "The sign-in form had expired. Try again.")
 		return
 	}
-	if r.PostFormValue("user") != "" || r.PostFormValue("password") != "" {
-		fail(http.StatusBadRequest, "Sign-in with a user name and password is not available on this hub yet. Sign in with an API token (shopfloor token create).")
-		return
-	}
-	secret := strings.TrimSpace(r.PostFormValue("token"))
-	if secret == "" {
-		fail(http.StatusBadRequest, "Enter an API token.")
-		return
-	}
-	p, err := s.deps.Registry.Authenticate(r.Context(), secret)
-	if err != nil {
-		if errors.Is(err, registry.ErrUnauthorized) || errors.Is(err, registry.ErrNotFound) {
-			fail(http.StatusUnauthorized, "That API token is not valid: it is unknown, was deleted or is mistyped. Ask an admin for a new token.")
+	ctx := r.Context()
+	var (
+		secret, userID string
+		p              registry.Principal
+	)
+	if name := strings.TrimSpace(r.PostFormValue("user")); name != "" || r.PostFormValue("password") != "" {
+		if s.deps.Users == nil {
+			fail(http.StatusBadRequest, "Sign-in with a user name and password is not available on this hub. Sign in with an API token (shopfloor token create).")
 			return
 		}
+		if name == "" || r.PostFormValue("password") == "" {
+			fail(http.StatusBadRequest, "Enter both your user name and your password.")
+			return
+		}
+		key := throttleKey(r, name)
+		if wait := s.throttle.wait(key); wait > 0 {
+			s.log.Warn("console sign-in throttled", "user", name, "remote", r.RemoteAddr)
+			fail(http.StatusTooManyRequests, fmt.Sprintf("Too many wrong passwords for %s from this computer. Wait %d minutes and try again, or ask an admin of your organization to reset the password.", name, int(wait.Minutes())+1))
+			return
+		}
+		u, err := s.deps.Users.Authenticate(ctx, name, r.PostFormValue("password"))
+		if err != nil {
+			if errors.Is(err, registry.ErrUnauthorized) {
+				s.throttle.failed(key)
+				s.log.Info("console sign-in refused", "user", name)
+				fail(http.StatusUnauthorized, "Wrong user name or password. Check both and try again, or ask an admin of your organization to reset your account.")
+				return
+			}
+			s.fail(w, r, err)
+			return
+		}
+		s.throttle.succeeded(key)
+		userID, p = u.ID, registry.Principal{Org: u.Org, Role: u.Role}
+	} else {
+		secret = strings.TrimSpace(r.PostFormValue("token"))
+		if secret == "" {
+			fail(http.StatusBadRequest, "Enter a user name and password, or an API token.")
+			return
+		}
+		p, err = s.deps.Registry.Authenticate(ctx, secret)
+		if err != nil {
+			if errors.Is(err, registry.ErrUnauthorized) || errors.Is(err, registry.ErrNotFound) {
+				fail(http.StatusUnauthorized, "That API token is not valid: it is unknown, was deleted or is mistyped. Ask an admin for a new token.")
+				return
+			}
+			s.fail(w, r, err)
+			return
+		}
+	}
+	sess, err := s.sessions.create(ctx, secret, userID, p.Org)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	sess := s.sessions.create(secret, p.Org)
 	http.SetCookie(w, cookie(r, loginCookie, "", -1))
 	http.SetCookie(w, cookie(r, sessionCookie, sess.id, 0))
-	s.log.Info("console sign-in", "org", p.Org, "token", p.TokenID, "role", p.Role)
+	s.log.Info("console sign-in", "org", p.Org, "token", p.TokenID, "user", userID, "role", p.Role)
 	http.Redirect(w, r, safeNext(r.PostFormValue("next")), http.StatusSeeOther)
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
-	s.sessions.drop(viewerOf(r).id)
+	if err := s.sessions.drop(r.Context(), viewerOf(r).id); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	http.SetCookie(w, cookie(r, sessionCookie, "", -1))
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
@@ -272,7 +430,10 @@ func (s *Server) switchOrg(w http.ResponseWriter, r *http.Request) {
 	want := r.PostFormValue("org")
 	for _, o := range v.Orgs {
 		if o.ID == want {
-			s.sessions.setOrg(v.id, want)
+			if err := s.sessions.setOrg(r.Context(), v.id, want); err != nil {
+				s.fail(w, r, err)
+				return
+			}
 			http.Redirect(w, r, "/", http.StatusSeeOther)
 			return
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/shopfloor/shopfloor/internal/registry"
+	"github.com/shopfloor/shopfloor/internal/users"
 )
 
 //go:embed templates/*.html
@@ -116,6 +117,17 @@ type Messages interface {
 	Send(ctx context.Context, org, device string, body []byte) error
 }
 
+// Users checks console user names and passwords; *users.Service
+// implements it.
+type Users interface {
+	Authenticate(ctx context.Context, name, password string) (users.User, error)
+	Get(ctx context.Context, id string) (users.User, error)
+	// Create, List and Delete serve the admins' users page.
+	Create(ctx context.Context, org, name, password string, role registry.Role) (users.User, error)
+	List(ctx context.Context, org string) ([]users.User, error)
+	Delete(ctx context.Context, org, id string) error
+}
+
 // Deps are the console's collaborators. Registry is required; a nil
 // optional module makes its section say plainly that it is not enabled.
 type Deps struct {
@@ -131,7 +143,18 @@ type Deps struct {
 	// Connectivity lists the private network's SIMs and slices; nil shows
 	// the page as not configured.
 	Connectivity Connectivity
-	Logger       *slog.Logger
+	// Users enables sign-in with a user name and password; nil offers API
+	// tokens only.
+	Users Users
+	// Sessions keeps sign-ins across restarts; nil keeps them in memory.
+	Sessions SessionStore
+	// Rules edits alert rules; Inbox acts on alerts; Templates stores device
+	// templates; PromQL evaluates dashboard tiles. Each is optional.
+	Rules     Rules
+	Inbox     Inbox
+	Templates Templates
+	PromQL    PromQL
+	Logger    *slog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// SessionTTL is how long a sign-in lasts without use; 12 h when zero.
@@ -148,6 +171,7 @@ type Server struct {
 	pages    map[string]*pageTemplate
 	mux      *http.ServeMux
 	sessions *sessions
+	throttle *loginThrottle
 	fleet    *fleetCache
 	dash     DashboardStore
 	live     time.Duration
@@ -175,7 +199,8 @@ func New(deps Deps) (*Server, error) {
 	if ttl <= 0 {
 		ttl = 12 * time.Hour
 	}
-	s.sessions = newSessions(ttl, s.now)
+	s.sessions = newSessions(ttl, s.now, deps.Sessions)
+	s.throttle = newLoginThrottle(s.now)
 	s.fleet = newFleetCache()
 	pages, err := parsePages()
 	if err != nil {

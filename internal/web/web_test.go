@@ -27,7 +27,7 @@ type fixture struct {
 	srv *httptest.Server
 }
 
-func newFixture(t testing.TB) *fixture {
+func newFixture(t testing.TB, opts ...func(*web.Deps)) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "r.db"), nil)
@@ -40,7 +40,11 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := web.New(web.Deps{Registry: reg})
+	deps := web.Deps{Registry: reg}
+	for _, o := range opts {
+		o(&deps)
+	}
+	w, err := web.New(deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,11 +289,27 @@ func seed(t testing.TB, f *fixture, n int) {
 // (SQLite). The fleet summary is cached for 2 s, so the overview figure is a
 // mix; BenchmarkFleetSummaryCold gives the uncached count.
 func BenchmarkPages(b *testing.B) {
-	f := newFixture(b)
+	// 50 rules, 100 alerts and 10 templates from in-memory stand-ins: the
+	// figures are the console's own rendering cost.
+	rs := &fakeRules{rules: map[string]web.Rule{}}
+	inbox := &fakeInbox{alerts: map[string]*web.AlertDetail{}}
+	ts := &fakeTemplates{docs: map[string][]byte{}}
+	for i := range 100 {
+		if i < 50 {
+			id := fmt.Sprintf("r%02d", i)
+			rs.rules[id] = web.Rule{ID: id, RuleSpec: web.RuleSpec{Name: "rule " + id, Condition: "temperature > 80", Severity: "major"}}
+		}
+		id := fmt.Sprintf("al%03d", i)
+		inbox.alerts[id] = &web.AlertDetail{Alert: web.Alert{ID: id, Rule: "hot", Device: fmt.Sprintf("dev-%05d", i), Severity: "major", State: "open", At: time.Now()}}
+		if i < 10 {
+			ts.docs[fmt.Sprintf("t%d", i)] = []byte(fmt.Sprintf(`{"id":"t%d","telemetry":[{"name":"temperature","unit":"degC"}]}`, i))
+		}
+	}
+	f := newFixture(b, func(d *web.Deps) { d.Rules, d.Inbox, d.Templates = rs, inbox, ts })
 	seed(b, f, 10000)
 	br := f.browser(b)
 	br.signIn(adminSecret)
-	for _, p := range []string{"/", "/devices", "/devices?site=plant-2&tag=line%3D3", "/devices?state=offline&q=99", "/devices/dev-04242", "/dashboards", "/templates", "/connectivity"} {
+	for _, p := range []string{"/", "/devices", "/devices?site=plant-2&tag=line%3D3", "/devices?state=offline&q=99", "/devices/dev-04242", "/dashboards", "/templates", "/templates/t3", "/rules", "/alerts/al042", "/connectivity"} {
 		b.Run(strings.ReplaceAll(p, "/", "_"), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {

@@ -6,13 +6,20 @@ package browser
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/shopfloor/shopfloor/internal/registry"
 	"github.com/shopfloor/shopfloor/internal/simulate"
@@ -76,12 +83,29 @@ func TestConsoleInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Console users who sign in with a password, created over the REST API.
+	const operatorUser, viewerUser, password = "anna.operator", "victor.viewer", "shop-floor-2026!"
+	h.API().MustDo(t, 201, "POST", "/api/v1/users", map[string]any{"name": operatorUser, "password": password, "role": "operator"}, nil)
+	h.API().MustDo(t, 201, "POST", "/api/v1/users", map[string]any{"name": viewerUser, "password": password, "role": "viewer"}, nil)
+
+	// A template, so the templates page shows one.
+	h.API().MustDo(t, 201, "POST", "/api/v1/templates", map[string]any{"id": "press", "name": "Hydraulic press",
+		"telemetry":  []map[string]any{{"name": "temperature", "schema": "double", "unit": "degC", "min": -40, "max": 150}},
+		"properties": []map[string]any{{"name": "setpoint", "schema": "double", "unit": "degC", "writable": true, "min": 0, "max": 120}},
+		"commands":   []map[string]any{{"name": "reboot"}}}, nil)
+
+	// A device the console talks to: it applies desired properties (and
+	// reports them back), answers direct methods and runs hot.
+	press := startConsolePress(ctx, t, h)
+
 	out, _ := filepath.Abs("out")
 	nctx, ncancel := context.WithTimeout(ctx, 4*time.Minute)
 	defer ncancel()
 	cmd := exec.CommandContext(nctx, node, "console.mjs")
 	cmd.Env = append(os.Environ(), "BASE_URL="+h.URL, "ADMIN_TOKEN="+h.Token, "VIEWER_TOKEN="+viewer.Secret,
-		"DEVICE_ID="+fleet.Devices()[0].ID, "OUT_DIR="+out, "CHROMIUM="+chromium)
+		"DEVICE_ID="+fleet.Devices()[0].ID, "OUT_DIR="+out, "CHROMIUM="+chromium,
+		"CONSOLE_DEVICE="+press.id, "OPERATOR_USER="+operatorUser, "VIEWER_USER="+viewerUser, "USER_PASSWORD="+password,
+		"TWIN_SETPOINT=77.5")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -97,4 +121,98 @@ func TestConsoleInChromium(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("browser tests failed (%v); screenshots are in %s", err, out)
 	}
+
+	// What the device saw of the console's actions, and the acknowledgement.
+	if got := press.desiredSetpoints(); !slices.Contains(got, 77.5) {
+		t.Errorf("the device never received the console's desired setpoint 77.5 (got %v)", got)
+	}
+	if got := press.methodCalls(); !slices.Contains(got, "reboot") {
+		t.Errorf("the device never received the console's reboot method (got %v)", got)
+	}
+	var alerts struct {
+		Items []struct{ State, AckedBy, RuleName string } `json:"items"`
+	}
+	h.API().MustDo(t, 200, "GET", "/api/v1/alerts?device="+press.id, nil, &alerts)
+	acked := false
+	for _, a := range alerts.Items {
+		acked = acked || (a.RuleName == "Console hot press" && a.State == "acknowledged" && a.AckedBy == "user:"+operatorUser)
+	}
+	if !acked {
+		t.Errorf("no alert of the console's rule was acknowledged by %s: %+v", operatorUser, alerts.Items)
+	}
+}
+
+// consolePress is a connected device for the console tests.
+type consolePress struct {
+	id       string
+	mu       sync.Mutex
+	desired  []float64
+	methods  []string
+	reported atomic.Int64
+}
+
+func (p *consolePress) desiredSetpoints() []float64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.desired)
+}
+
+func (p *consolePress) methodCalls() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.methods)
+}
+
+func startConsolePress(ctx context.Context, t *testing.T, h *testutil.Hub) *consolePress {
+	t.Helper()
+	p := &consolePress{id: "console-press"}
+	d := h.API().CreateDevice(t, p.id, map[string]any{"template": "press"})
+	c := h.MustConnect(t, d, testutil.DeviceOptions{})
+	// Paho runs handlers on its router goroutine: publish from them without
+	// waiting for the acknowledgement.
+	tk := c.Subscribe("$iothub/twin/PATCH/properties/desired/#", 1, func(cl mqtt.Client, m mqtt.Message) {
+		var patch map[string]any
+		if err := json.Unmarshal(m.Payload(), &patch); err != nil {
+			return
+		}
+		if v, ok := patch["setpoint"].(float64); ok {
+			p.mu.Lock()
+			p.desired = append(p.desired, v)
+			p.mu.Unlock()
+			rep, _ := json.Marshal(map[string]any{"setpoint": v})
+			cl.Publish(fmt.Sprintf("$iothub/twin/PATCH/properties/reported/?$rid=%d", p.reported.Add(1)), 1, false, rep)
+		}
+	})
+	if !tk.WaitTimeout(10*time.Second) || tk.Error() != nil {
+		t.Fatalf("subscribe to desired properties: %v", tk.Error())
+	}
+	tk = c.Subscribe("$iothub/methods/POST/#", 1, func(cl mqtt.Client, m mqtt.Message) {
+		// $iothub/methods/POST/{method}/?$rid={rid}
+		rest := strings.TrimPrefix(m.Topic(), "$iothub/methods/POST/")
+		name, query, _ := strings.Cut(rest, "/?")
+		q, _ := url.ParseQuery(query)
+		p.mu.Lock()
+		p.methods = append(p.methods, name)
+		p.mu.Unlock()
+		resp, _ := json.Marshal(map[string]any{"method": name, "rebooted": name == "reboot", "request": json.RawMessage(m.Payload())})
+		cl.Publish("$iothub/methods/res/200/?$rid="+q.Get("$rid"), 1, false, resp)
+	})
+	if !tk.WaitTimeout(10*time.Second) || tk.Error() != nil {
+		t.Fatalf("subscribe to direct methods: %v", tk.Error())
+	}
+	c.Subscribe("$iothub/twin/res/#", 0, func(mqtt.Client, mqtt.Message) {})
+	go func() {
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			body, _ := json.Marshal(map[string]any{"temperature": 95 + float64(i%7)/2})
+			c.Publish("devices/"+p.id+"/messages/events/", 0, false, body)
+		}
+	}()
+	return p
 }

@@ -11,6 +11,8 @@ import { join } from "node:path";
 const env = (k) => { const v = process.env[k]; if (!v) throw new Error(`${k} is not set`); return v; };
 const base = env("BASE_URL"), admin = env("ADMIN_TOKEN"), viewerTok = env("VIEWER_TOKEN"), device = env("DEVICE_ID");
 const out = env("OUT_DIR");
+const pressId = env("CONSOLE_DEVICE"), operatorUser = env("OPERATOR_USER"), viewerUser = env("VIEWER_USER"), password = env("USER_PASSWORD");
+const setpoint = env("TWIN_SETPOINT");
 mkdirSync(out, { recursive: true });
 
 const profile = mkdtempSync(join(tmpdir(), "sf-chromium-"));
@@ -37,7 +39,15 @@ async function shot(page, name) { await page.screenshot({ path: join(out, name +
 async function signIn(page, token) {
   await timedGoto(page, "/login");
   await page.getByLabel("API token").fill(token);
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("button", { name: "Sign in with token" }).click();
+  await page.waitForURL(base + "/");
+}
+
+async function signInUser(page, name) {
+  await timedGoto(page, "/login");
+  await page.getByLabel("User name").fill(name);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
   await page.waitForURL(base + "/");
 }
 
@@ -64,7 +74,7 @@ await test("sign-in", async (page) => {
   check(page.url().startsWith(base + "/login"), "an anonymous visit goes to sign-in, got " + page.url());
   await shot(page, "01-login");
   await page.getByLabel("API token").fill("sft_not-a-real-token");
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("button", { name: "Sign in with token" }).click();
   await page.getByRole("alert").waitFor();
   check((await page.getByRole("alert").innerText()).includes("not valid"), "a wrong token is refused with a message");
   await signIn(page, admin);
@@ -156,15 +166,19 @@ await test("dashboards", async (page) => {
   await page.getByTestId("dashboard").waitFor();
   check(await page.locator('.tile[data-kind="devices"]').count() >= 1, "the factory dashboard has device tables");
   check(await page.locator('.tile[data-kind="line"]').count() >= 1, "the factory dashboard has line charts");
+  check(await page.locator('.tile[data-kind="alerts"] tbody td').first().isVisible(), "the alert list tile shows its rows (or that there are none)");
   await page.waitForFunction(() => document.querySelectorAll(".tile-chart canvas").length > 0, null, { timeout: 10000 });
   await page.getByLabel("Kind").selectOption("latest");
   await page.getByLabel("Title").fill("Custom latest");
-  await page.getByLabel("Device id").fill(device);
+  // Bind it to the device and field of the factory dashboard's first latest tile (titled "device field").
   const field = await page.locator('.tile[data-kind="latest"]').first().getAttribute("aria-labelledby");
   check(field, "a latest tile exists");
-  await page.getByLabel("Field").fill((await page.locator("#" + field).innerText()).split(" ").pop());
+  const [tileDevice, tileField] = (await page.locator("#" + field).innerText()).split(" ");
+  await page.getByLabel("Device id").fill(tileDevice);
+  await page.getByLabel("Field").fill(tileField);
   await page.getByRole("button", { name: "Add tile" }).click();
   await page.getByRole("heading", { name: "Custom latest" }).waitFor();
+  check(await page.locator('.tile[data-kind="latest"]', { hasText: "Custom latest" }).locator(".big").count() === 1, "the new latest tile shows a value");
   await timedGoto(page, "/dashboards");
   await shot(page, "09-dashboard");
 });
@@ -178,6 +192,192 @@ await test("connectivity-and-placeholders", async (page) => {
   await shot(page, "11-rules");
   await timedGoto(page, "/templates");
   await shot(page, "12-templates");
+});
+
+await test("users-page", async (page) => {
+  await timedGoto(page, "/users");
+  await page.getByLabel("User name").fill("olga.shift");
+  await page.getByLabel("Role").selectOption("operator");
+  await page.getByLabel("Password (10 to 72 characters)").fill("night-shift-2026");
+  await page.getByLabel("Password again").fill("night-shift-2026");
+  await page.getByRole("button", { name: "Add user" }).click();
+  await page.waitForURL(/added=olga.shift/);
+  const list = await page.getByTestId("users").innerText();
+  check(list.includes("olga.shift") && list.includes(operatorUser) && list.includes(viewerUser), "the users page lists the new and the API-made users: " + list);
+  const nav = await page.locator("header.top").boundingBox();
+  check(nav.height < 70, "the header with the admin's Users link stays on one line at 1024 px: " + nav.height);
+  await shot(page, "12b-users");
+});
+
+await test("sign-in-password", async (page) => {
+  await page.context().clearCookies();
+  await timedGoto(page, "/login");
+  await page.getByLabel("User name").fill(operatorUser);
+  await page.getByLabel("Password").fill("not-the-password");
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
+  await page.getByRole("alert").waitFor();
+  check((await page.getByRole("alert").innerText()).includes("Wrong user name or password"), "a wrong password is refused with a message");
+  check(await page.getByLabel("User name").inputValue() === operatorUser, "the user name stays filled in after a refusal");
+  await shot(page, "13-login-wrong-password");
+  await signInUser(page, operatorUser);
+  await page.getByRole("heading", { name: "Fleet overview" }).waitFor();
+  check((await page.locator(".role").innerText()) === "operator", "the header shows the user's role");
+  await shot(page, "14-signed-in-as-user");
+});
+
+await test("twin-edit-reaches-device", async (page) => {
+  await timedGoto(page, "/devices/" + pressId);
+  await page.getByLabel("Desired properties patch (JSON, merged)").fill(JSON.stringify({ setpoint: +setpoint }));
+  await page.getByRole("button", { name: "Update desired" }).click();
+  await page.waitForURL(/#twin$/);
+  check((await page.getByTestId("twin-desired").innerText()).includes(setpoint), "desired shows the new setpoint");
+  // The device applies the setpoint and reports it back; reload until the reported side has it.
+  const deadline = Date.now() + 20000;
+  while (!(await page.getByTestId("twin-reported").innerText()).includes(setpoint)) {
+    check(Date.now() < deadline, "the device reported the setpoint back within 20 s");
+    await page.waitForTimeout(500);
+    await page.reload();
+  }
+  await page.locator("#twin").scrollIntoViewIfNeeded();
+  await shot(page, "15-twin-edit-reported");
+});
+
+await test("method-invocation", async (page) => {
+  await timedGoto(page, "/devices/" + pressId);
+  await page.getByLabel("Method", { exact: true }).fill("reboot");
+  await page.getByLabel("Payload (JSON)").fill('{"delaySeconds": 1}');
+  await page.getByLabel("Timeout (seconds)").fill("10");
+  await page.getByRole("button", { name: "Invoke" }).click();
+  const result = page.getByTestId("method-result");
+  await result.waitFor({ timeout: 15000 });
+  const text = await result.innerText();
+  check(text.includes("Status 200") && text.includes('"rebooted": true') && text.includes("delaySeconds"), "the device's answer is shown: " + text);
+  check(await page.getByLabel("Method", { exact: true }).inputValue() === "reboot", "the method form keeps its values for another try");
+  await result.scrollIntoViewIfNeeded();
+  await shot(page, "16-method-response");
+});
+
+await test("rule-editor-fires-and-ack", async (page) => {
+  await timedGoto(page, "/rules");
+  await page.getByLabel("Name", { exact: true }).fill("Console hot press");
+  // Keyboard: Tab goes from the name to the condition editor.
+  await page.getByLabel("Name", { exact: true }).focus();
+  await page.keyboard.press("Tab");
+  check(await page.evaluate(() => document.activeElement.id) === "r-cond", "Tab moves from Name to Condition");
+  // Live validation points at the mistake while typing.
+  await page.getByLabel("Condition", { exact: true }).fill("temperature >> 90");
+  const bad = page.getByTestId("cond-error");
+  await bad.waitFor({ timeout: 10000 });
+  check(/line 1, column \d+/i.test(await bad.innerText()), "the validation names the position: " + await bad.innerText());
+  await shot(page, "17-rule-validation-error");
+  await page.getByLabel("Condition", { exact: true }).fill("temperature > 90");
+  await page.getByTestId("cond-ok").waitFor({ timeout: 10000 });
+  await page.getByLabel("Severity", { exact: true }).selectOption("major");
+  await page.getByLabel("Device", { exact: true }).fill(pressId);
+  await page.getByLabel("Dry run over the last").selectOption("1h");
+  await page.getByRole("button", { name: "Dry run" }).click();
+  const dry = page.getByTestId("dryrun-result");
+  await dry.waitFor({ timeout: 20000 });
+  check(/[1-9]\d* firing/.test(await dry.innerText()), "the dry run finds firings in the device's hot history: " + await dry.innerText());
+  check(page.url().endsWith("/rules"), "the dry run ran in place (htmx), the page stayed: " + page.url());
+  await shot(page, "18-rule-dry-run");
+  await page.getByRole("button", { name: "Create rule" }).click();
+  await page.waitForURL(/\/rules\?saved=/);
+  check((await page.getByTestId("rules").innerText()).includes("Console hot press"), "the rule is listed");
+  // The device keeps sending 95 °C or more: the rule fires and the alert reaches the inbox.
+  const row = page.locator('[data-testid="inbox"] tr', { hasText: "Console hot press" });
+  const deadline = Date.now() + 30000;
+  while (await row.count() === 0) {
+    check(Date.now() < deadline, "the rule's alert appears in the inbox within 30 s");
+    await page.waitForTimeout(1000);
+    await timedGoto(page, "/rules");
+  }
+  check((await row.first().innerText()).includes("open"), "the new alert is open");
+  await page.locator("#inbox").scrollIntoViewIfNeeded();
+  await shot(page, "19-alert-inbox-open");
+  await page.getByRole("button", { name: "Acknowledge the Console hot press alert on " + pressId }).click();
+  await page.waitForURL(/state=active/);
+  check((await row.first().innerText()).includes("acknowledged"), "the alert is acknowledged in the inbox");
+  await page.locator("#inbox").scrollIntoViewIfNeeded();
+  await shot(page, "20-alert-inbox-acknowledged");
+  await row.first().getByRole("link", { name: /Details/ }).click();
+  await page.getByLabel("Add a note").fill("Coolant valve checked, setpoint lowered.");
+  await page.getByRole("button", { name: "Add note" }).click();
+  await page.getByTestId("notes").getByText("Coolant valve checked").waitFor();
+  check((await page.getByTestId("notes").innerText()).includes("user:" + operatorUser), "the note names the user");
+  await shot(page, "21-alert-detail-note");
+  await page.emulateMedia({ colorScheme: "dark" });
+  await timedGoto(page, "/rules");
+  await shot(page, "22-rules-dark");
+  await page.emulateMedia({ colorScheme: "light" });
+});
+
+await test("templates-import-export", async (page) => {
+  await timedGoto(page, "/templates");
+  check((await page.getByTestId("templates").innerText()).includes("press"), "the press template is listed");
+  await page.getByLabel("or paste the JSON").fill(JSON.stringify({ id: "drill", name: "Pillar drill",
+    telemetry: [{ name: "spindle_rpm", schema: "double", unit: "rpm", min: 0, max: 3000 }], properties: [], commands: [] }));
+  await page.getByRole("button", { name: "Import" }).click();
+  await page.waitForURL(base + "/templates/drill");
+  check((await page.getByTestId("template-fields").innerText()).includes("spindle_rpm"), "the imported template shows its fields");
+  // Edit the JSON: add a unit-bearing property, save, see it in the fields.
+  const doc = JSON.parse(await page.getByLabel("Template document").inputValue());
+  doc.properties = [{ name: "feed", schema: "double", unit: "mm/min", writable: true }];
+  await page.getByLabel("Template document").fill(JSON.stringify(doc, null, 2));
+  await page.getByRole("button", { name: "Save template" }).click();
+  await page.waitForURL(/saved=1/);
+  check((await page.getByTestId("template-fields").innerText()).includes("mm/min"), "the edit is saved");
+  await shot(page, "23-template-detail");
+  const [dl] = await Promise.all([page.waitForEvent("download"), page.getByRole("link", { name: "Export JSON" }).click()]);
+  const { readFileSync } = await import("node:fs");
+  const exported = JSON.parse(readFileSync(await dl.path(), "utf8"));
+  check(exported.id === "drill" && exported.properties[0].name === "feed", "the export is the edited template: " + JSON.stringify(exported));
+  await timedGoto(page, "/templates");
+  await shot(page, "24-templates");
+});
+
+await test("dashboard-promql-tile", async (page) => {
+  await timedGoto(page, "/dashboards");
+  await page.getByLabel("Kind").selectOption("promql");
+  await page.getByLabel("Title").fill("Temperature by device (PromQL)");
+  await page.getByLabel("PromQL expression (PromQL chart)").fill('max by (device) (temperature{device="' + pressId + '"})');
+  await page.getByRole("button", { name: "Add tile" }).click();
+  await page.getByRole("heading", { name: "Temperature by device (PromQL)" }).waitFor();
+  const tile = page.locator('.tile[data-kind="promql"]');
+  await tile.locator("canvas").first().waitFor({ timeout: 10000 });
+  check(+(await tile.locator("[data-multi]").getAttribute("data-series")) >= 1, "the PromQL tile draws at least one series");
+  // A broken expression is refused with the parser's message.
+  await page.getByLabel("Kind").selectOption("promql");
+  await page.getByLabel("PromQL expression (PromQL chart)").fill("max by (device (temperature");
+  await page.getByRole("button", { name: "Add tile" }).click();
+  check((await page.locator("main .error").innerText()).includes("does not run"), "a broken expression is refused");
+  await page.goBack();
+  await tile.scrollIntoViewIfNeeded();
+  await shot(page, "25-dashboard-promql");
+});
+
+await test("viewer-user-refused", async (page) => {
+  await page.context().clearCookies();
+  await signInUser(page, viewerUser);
+  await timedGoto(page, "/rules");
+  check(await page.getByRole("button", { name: "Create rule" }).count() === 0, "a viewer sees no Create rule button");
+  check(await page.getByRole("button", { name: /^Acknowledge/ }).count() === 0, "a viewer sees no Acknowledge buttons");
+  const statuses = await page.evaluate(async (id) => {
+    const csrf = document.querySelector('input[name="csrf"]').value;
+    const post = async (path, fields) => (await fetch(path, { method: "POST", body: new URLSearchParams({ csrf, ...fields }) })).status;
+    return {
+      rule: await post("/rules", { name: "viewer rule", condition: "temperature > 1" }),
+      twin: await post("/devices/" + id + "/twin", { desired: '{"setpoint": 1}' }),
+      method: await post("/devices/" + id + "/methods", { method: "reboot", payload: "{}" }),
+      validate: await post("/rules/validate", { condition: "temperature > 1" }),
+    };
+  }, pressId);
+  check(statuses.rule === 403 && statuses.twin === 403 && statuses.method === 403, "a viewer's forged writes answer 403: " + JSON.stringify(statuses));
+  check(statuses.validate === 200, "a viewer may still validate a condition (it changes nothing): " + JSON.stringify(statuses));
+  await timedGoto(page, "/devices/" + pressId);
+  check(await page.getByRole("button", { name: "Update desired" }).count() === 0, "a viewer sees no twin editor");
+  await shot(page, "26-viewer-user-device");
+  await page.context().clearCookies();
 });
 
 await browser.close();

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -96,23 +97,8 @@ func TestDeviceGroupBitrateAtGateway(t *testing.T) {
 	}
 	hub := testutil.StartHub(t, testutil.Options{})
 	a := hub.API()
-	a.MustDo(t, 201, "POST", "/api/v1/sites", map[string]any{"id": "plant-north", "name": "North"}, nil)
-	dev := a.CreateDevice(t, "agv-7", map[string]any{"site": "plant-north"})
-	iccid := luhn("894400000000000002")
-	a.MustDo(t, 201, "POST", "/api/v1/connectivity/sims", map[string]any{"iccid": iccid, "imsi": "001010000000002", "label": "AGV 7"}, nil)
-	a.MustDo(t, 200, "PATCH", "/api/v1/connectivity/sims/"+iccid, map[string]any{"device": "agv-7"}, nil)
-	a.MustDo(t, 200, "POST", "/api/v1/connectivity/sims/"+iccid+"/state", map[string]any{"state": "ACTIVATED"}, nil)
 	const rate = 80_000 // bits per second = 10,000 bytes per second
-	a.MustDo(t, 201, "PUT", "/api/v1/connectivity/traffic-classes/silver", map[string]any{"name": "silver", "arp": 8, "qci": 9, "pdb": 300, "pelr": 6}, nil)
-	var e any
-	st := a.Do(t, "PUT", "/api/v1/connectivity/device-groups/agvs", map[string]any{
-		"name": "agvs", "site": "plant-north", "devices": []string{"agv-7"},
-		"ipDomain":  map[string]any{"dnn": "internet", "subnet": "172.250.0.0/16", "dns": []string{"8.8.8.8"}, "mtu": 1460},
-		"mbrUplink": rate, "mbrDownlink": rate, "trafficClass": "silver",
-	}, &e)
-	if st != 200 && st != 201 {
-		t.Fatalf("create device group: %d %v", st, e)
-	}
+	dev, iccid := bitrateDevice(t, a, rate)
 	c := hub.MustConnect(t, dev, testutil.DeviceOptions{})
 	topic := "devices/agv-7/messages/events/"
 	payload := []byte(`{"pad":"` + strings.Repeat("x", 960) + `"}`)
@@ -173,4 +159,91 @@ func TestSDCoreReceivesSubscriber(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// bitrateDevice registers agv-7 with an activated SIM in a device group
+// limited to rate bit/s each way.
+func bitrateDevice(t *testing.T, a *testutil.API, rate int) (testutil.Device, string) {
+	t.Helper()
+	a.MustDo(t, 201, "POST", "/api/v1/sites", map[string]any{"id": "plant-north", "name": "North"}, nil)
+	dev := a.CreateDevice(t, "agv-7", map[string]any{"site": "plant-north"})
+	iccid := luhn("894400000000000002")
+	a.MustDo(t, 201, "POST", "/api/v1/connectivity/sims", map[string]any{"iccid": iccid, "imsi": "001010000000002", "label": "AGV 7"}, nil)
+	a.MustDo(t, 200, "PATCH", "/api/v1/connectivity/sims/"+iccid, map[string]any{"device": "agv-7"}, nil)
+	a.MustDo(t, 200, "POST", "/api/v1/connectivity/sims/"+iccid+"/state", map[string]any{"state": "ACTIVATED"}, nil)
+	a.MustDo(t, 201, "PUT", "/api/v1/connectivity/traffic-classes/silver", map[string]any{"name": "silver", "arp": 8, "qci": 9, "pdb": 300, "pelr": 6}, nil)
+	var e any
+	st := a.Do(t, "PUT", "/api/v1/connectivity/device-groups/agvs", map[string]any{
+		"name": "agvs", "site": "plant-north", "devices": []string{"agv-7"},
+		"ipDomain":  map[string]any{"dnn": "internet", "subnet": "172.250.0.0/16", "dns": []string{"8.8.8.8"}, "mtu": 1460},
+		"mbrUplink": rate, "mbrDownlink": rate, "trafficClass": "silver",
+	}, &e)
+	if st != 200 && st != 201 {
+		t.Fatalf("create device group: %d %v", st, e)
+	}
+	return dev, iccid
+}
+
+// The downlink bitrate paces what the hub sends a device (here desired-
+// property notifications) without dropping or reordering it.
+func TestDeviceGroupDownlinkBitrate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for about four seconds")
+	}
+	hub := testutil.StartHub(t, testutil.Options{})
+	a := hub.API()
+	const rate = 80_000
+	dev, _ := bitrateDevice(t, a, rate)
+	td := connectTwin(t, hub, dev)
+	const n = 45
+	pad := strings.Repeat("x", 960)
+	for i := range n {
+		a.MustDo(t, 200, "PATCH", "/api/v1/devices/agv-7/twin", map[string]any{"properties": map[string]any{"desired": map[string]any{"pad": pad, "seq": i}}}, nil)
+	}
+	type arrival struct {
+		at   time.Time
+		size int
+		seq  int
+	}
+	var got []arrival
+	var mu sync.Mutex
+	testutil.Eventually(t, 30*time.Second, "every desired notification", func() bool {
+		td.mu.Lock()
+		for _, m := range td.msgs {
+			if !strings.HasPrefix(m.Topic(), "$iothub/twin/PATCH/properties/desired/") {
+				continue
+			}
+			var body struct {
+				Seq int `json:"seq"`
+			}
+			_ = json.Unmarshal(m.Payload(), &body)
+			mu.Lock()
+			got = append(got, arrival{at: time.Now(), size: len(m.Topic()) + len(m.Payload()), seq: body.Seq})
+			mu.Unlock()
+		}
+		td.msgs = td.msgs[:0]
+		td.mu.Unlock()
+		return len(got) >= n
+	})
+	for i, g := range got {
+		if g.seq != i {
+			t.Fatalf("notification %d carries seq %d: the throttle reordered them", i, g.seq)
+		}
+	}
+	// Past the burst (one second at the rate), the spacing is the rate.
+	burst, k := 0, 0
+	for k < len(got) && burst < rate/8+2000 {
+		burst += got[k].size
+		k++
+	}
+	bytes := 0
+	for _, g := range got[k+1:] {
+		bytes += g.size
+	}
+	el := got[len(got)-1].at.Sub(got[k].at).Seconds()
+	gotRate := float64(bytes) * 8 / el
+	if gotRate < rate*0.9 || gotRate > rate*1.1 {
+		t.Fatalf("downlink ran at %.0f bit/s over %d messages, want %d ±10%%", gotRate, len(got)-k-1, rate)
+	}
+	t.Logf("downlink %.0f bit/s against a limit of %d (%d messages after the burst)", gotRate, rate, len(got)-k-1)
 }

@@ -78,6 +78,20 @@
     }, document.getElementById("live-state"));
   }
 
+  // multiChart draws every series of a PromQL result on one plot.
+  function multiChart(el, c) {
+    var opts = {
+      width: Math.max(el.clientWidth || 400, 200), height: 170,
+      scales: { x: { time: true } },
+      axes: [{ stroke: css("--muted"), grid: { stroke: css("--line") } }, { stroke: css("--muted"), grid: { stroke: css("--line") }, size: 60 }],
+      series: [{}].concat(c.fields.map(function (f, i) { return { label: f, stroke: css(palette[i % palette.length]), width: 1.5, spanGaps: true }; })),
+      legend: { show: c.fields.length > 1 }
+    };
+    var plot = new uPlot(opts, [c.x].concat(c.y), el);
+    el.setAttribute("data-series", String(c.fields.length));
+    new ResizeObserver(function () { plot.setSize({ width: Math.max(el.clientWidth, 200), height: 170 }); }).observe(el);
+  }
+
   function tileCharts() {
     if (!window.uPlot) return;
     document.querySelectorAll("[data-chart]").forEach(function (el, i) {
@@ -85,6 +99,7 @@
       if (!src) return;
       var c = JSON.parse(src.textContent);
       if (!c.fields.length) { el.innerHTML = '<p class="muted">No data in the last hour.</p>'; return; }
+      if (el.hasAttribute("data-multi")) { multiChart(el, c); return; }
       var field = c.fields[0];
       var append = makeChart(el, field, c.x, c.y[0], c.window, i);
       liveSource(c.live, function (t, vals) { if (field in vals) append(t, vals[field]); });
