@@ -238,6 +238,27 @@ func (c consoleConnectivity) SIMs(ctx context.Context, org string, limit int) ([
 	return out, nil
 }
 
+func (c consoleConnectivity) DeviceGroups(ctx context.Context, org string) ([]web.DeviceGroupRow, error) {
+	gs, err := c.svc.ListDeviceGroups(ctx, org)
+	if err != nil {
+		return nil, err
+	}
+	tcs, err := c.svc.ListTrafficClasses(ctx, org)
+	if err != nil {
+		return nil, err
+	}
+	arp := make(map[string]int, len(tcs))
+	for _, tc := range tcs {
+		arp[tc.Name] = tc.ARP
+	}
+	out := make([]web.DeviceGroupRow, 0, len(gs))
+	for _, g := range gs {
+		out = append(out, web.DeviceGroupRow{Name: g.Name, Site: g.Site, DNN: g.IPDomain.DNN, Subnet: g.IPDomain.Subnet,
+			TrafficClass: g.TrafficClass, ARP: arp[g.TrafficClass], Devices: len(g.Devices), UplinkBps: g.MBRUplink, DownlinkBps: g.MBRDownlink})
+	}
+	return out, nil
+}
+
 func (c consoleConnectivity) Slices(ctx context.Context, org string) ([]web.SliceRow, error) {
 	sl, err := c.svc.ListSlices(ctx, org)
 	if err != nil {

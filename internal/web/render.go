@@ -25,6 +25,7 @@ var funcs = template.FuncMap{
 	"fmtval":    fmtVal,
 	"join":      strings.Join,
 	"bytes":     humanBytes,
+	"bitrate":   humanBitrate,
 	"list":      func(s ...string) []string { return s },
 	"tags": func(m map[string]string) string {
 		parts := make([]string, 0, len(m))
@@ -247,4 +248,17 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
+}
+
+// humanBitrate writes bits per second the way network people read them.
+func humanBitrate(bps int64) string {
+	switch {
+	case bps >= 1_000_000_000 && bps%1_000_000 == 0:
+		return fmt.Sprintf("%g Gbit/s", float64(bps)/1e9)
+	case bps >= 1_000_000:
+		return fmt.Sprintf("%g Mbit/s", float64(bps)/1e6)
+	case bps >= 1_000:
+		return fmt.Sprintf("%g kbit/s", float64(bps)/1e3)
+	}
+	return fmt.Sprintf("%d bit/s", bps)
 }

@@ -65,12 +65,17 @@ func (s *Server) connectivity(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
+		groups, err := s.deps.Connectivity.DeviceGroups(r.Context(), org)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
 		slices, err := s.deps.Connectivity.Slices(r.Context(), org)
 		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
-		d["SIMs"], d["Slices"] = sims, slices
+		d["SIMs"], d["Groups"], d["Slices"] = sims, groups, slices
 	}
 	s.render(w, r, http.StatusOK, "connectivity", d)
 }

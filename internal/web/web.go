@@ -228,8 +228,17 @@ type SliceRow struct {
 	DeviceGroups                    []string
 }
 
+// DeviceGroupRow is one device group with its QoS.
+type DeviceGroupRow struct {
+	Name, Site, DNN, Subnet, TrafficClass string
+	Devices                               int
+	UplinkBps, DownlinkBps                int64 // 0: no limit
+	ARP                                   int   // the traffic class's priority, 0 when unknown
+}
+
 // Connectivity reads the private network's subscriber side.
 type Connectivity interface {
 	SIMs(ctx context.Context, org string, limit int) ([]SIMRow, error)
+	DeviceGroups(ctx context.Context, org string) ([]DeviceGroupRow, error)
 	Slices(ctx context.Context, org string) ([]SliceRow, error)
 }

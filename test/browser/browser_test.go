@@ -77,6 +77,13 @@ func TestConsoleInChromium(t *testing.T) {
 
 	// One SIM, so the connectivity page has something to list.
 	h.API().MustDo(t, 201, "POST", "/api/v1/connectivity/sims", map[string]any{"iccid": "8944000000000000019", "imsi": "001010000000009", "label": "AGV north 1"}, nil)
+	// And a device group in a slice.
+	const cbase = "/api/v1/connectivity"
+	h.API().MustDo(t, 201, "PUT", cbase+"/site-networks/plant-north", map[string]any{"mcc": "001", "mnc": "01", "smallCells": []any{}}, nil)
+	h.API().MustDo(t, 201, "PUT", cbase+"/traffic-classes/platinum", map[string]any{"arp": 2, "qci": 9, "pdb": 100, "pelr": 6}, nil)
+	h.API().MustDo(t, 201, "PUT", cbase+"/device-groups/robots-north", map[string]any{"site": "plant-north", "devices": []string{"sim-plant-north-robot-01"},
+		"ipDomain": map[string]any{"dnn": "factory", "subnet": "172.250.0.0/16", "mtu": 1460}, "mbrUplink": 2000000, "mbrDownlink": 10000000, "trafficClass": "platinum"}, nil)
+	h.API().MustDo(t, 201, "PUT", cbase+"/slices/robots", map[string]any{"site": "plant-north", "sst": 1, "sd": "010203", "deviceGroups": []string{"robots-north"}, "defaultBehavior": "DENY-ALL", "filters": []any{}}, nil)
 
 	viewer, err := h.Registry.CreateToken(ctx, h.OperatorOrg, "console-viewer", registry.RoleViewer)
 	if err != nil {

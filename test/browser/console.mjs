@@ -187,6 +187,10 @@ await test("connectivity-and-placeholders", async (page) => {
   await timedGoto(page, "/connectivity");
   const sims = await page.getByTestId("sims").innerText();
   check(sims.includes("8944000000000000019") && sims.includes("INVENTORY") && sims.includes("AGV north 1"), "connectivity lists the SIM with its state");
+  const groups = await page.getByTestId("device-groups").innerText();
+  check(groups.includes("robots-north") && groups.includes("2 Mbit/s / 10 Mbit/s") && groups.includes("platinum (ARP 2)"), "connectivity lists the device group with its limits and class");
+  const slices = await page.getByTestId("slices").innerText();
+  check(slices.includes("robots") && slices.includes("robots-north") && slices.includes("DENY-ALL"), "connectivity lists the slice with its groups");
   await shot(page, "10-connectivity");
   await timedGoto(page, "/rules");
   await shot(page, "11-rules");
