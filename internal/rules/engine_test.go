@@ -474,3 +474,35 @@ func TestRulesShareWindows(t *testing.T) {
 		t.Fatalf("a new rule over a shared window must see its history: active %v", names)
 	}
 }
+
+// TestFieldTypeChangesAndRestart: a field a fast condition reads switches
+// between text and numbers, and its last value survives a restart.
+func TestFieldTypeChangesAndRestart(t *testing.T) {
+	h := sqliteHarness(t, nil)
+	h.rule(Rule{Name: "hot", Condition: "temperature > 80"})
+	h.rule(Rule{Name: "pair", Condition: "temperature > 80 && pressure < 2"})
+	h.send(msg("m1", t0, "temperature", "sensor fault", "pressure", 1))
+	if len(h.active()) != 0 || h.eng.Stats().Errors == 0 {
+		t.Fatalf("text compared with a number must count an error and fire nothing: %+v", h.eng.Stats())
+	}
+	h.send(msg("m1", t0.Add(time.Second), "temperature", 90))
+	if n := len(h.active()); n != 2 {
+		t.Fatalf("both rules must fire once the value is a number again, %d active", n)
+	}
+	if err := h.eng.Snapshot(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	h.eng.mu.Lock()
+	d := h.eng.ev.orgs["o1"].devices["m1"]
+	v, ok := d.env["temperature"].(float64)
+	h.eng.mu.Unlock()
+	if !ok || v != 90 {
+		t.Fatalf("after a restart the last temperature is %v, want 90", d.env["temperature"])
+	}
+	// Falling below clears both, from the restored state.
+	h.send(msg("m1", t0.Add(2*time.Second), "temperature", 20))
+	if n := len(h.active()); n != 0 {
+		t.Fatalf("%d alerts still active after the value fell", n)
+	}
+}

@@ -26,6 +26,11 @@ type compiled struct {
 	trigI  []int // prog.triggers
 	fieldI []int // prog.fields
 	fastI  []int // prog.fast.cmps' fields (-1 for aggregates)
+	// A condition that is one comparison is kept here, next to the rule,
+	// so evaluating it chases no pointers.
+	one  bool
+	cmp  fastCmp
+	cmpI int
 }
 
 func compileRule(r Rule, opts CompileOptions) (*compiled, error) {
@@ -84,7 +89,8 @@ type orgState struct {
 	// with nodata(field, …): fidx[name] indexes fnames, direct and recv.
 	fidx      map[string]int
 	fnames    []string
-	direct    []bool // read directly: kept in the device's env and values
+	direct    []bool // read directly: kept in the device's values
+	vm        []bool // read by a condition the expression VM evaluates: also kept in the env
 	recv      []bool // watched by nodata(field, …)
 	maxWindow time.Duration
 	devices   map[string]*deviceState
@@ -120,16 +126,18 @@ type deviceState struct {
 	wcache []winStat
 	// Per organization field (orgState.fnames): the latest value, whether
 	// it is a number, and whether any value was seen.
+	fnames   []string
 	num      []float64
 	isNum    []bool
 	known    []bool
+	strEnv   []bool                    // the env holds a string for the field
 	restWins map[windowSpec]windowSnap // windows from a snapshot, applied on first use
-	// slots[i] caches rules[o.rules[i].rule.ID] for rule set slotGen, so
-	// the per-message loop over the rules does no map lookups.
-	slots   []*ruleState
-	slotGen int
-	filled  bool // history backfill done in this process
-	dirty   bool
+	// states[i] is the state of o.rules[i], laid out together so the
+	// per-message loop over the rules stays in a few cache lines; rules
+	// maps rule ids to them.
+	states []ruleState
+	filled bool // history backfill done in this process
+	dirty  bool
 }
 
 func newDeviceState(id string, wall int64) *deviceState {
@@ -189,19 +197,21 @@ type winStat struct {
 	known bool
 }
 
-// ensureWins lays the device's windows out for the current rule set,
-// keeping the windows whose spec is still used.
-func (d *deviceState) ensureWins(o *orgState, gen int) {
-	if d.wgen == gen && len(d.wins) == len(o.wspecs) && len(d.known) == len(o.fnames) {
+// layout lays the device's state out for the organization's current rule
+// set: field values, windows (keeping those whose spec is still used) and
+// rule states.
+func (d *deviceState) layout(o *orgState, gen int) {
+	if d.wgen == gen && len(d.wins) == len(o.wspecs) && len(d.known) == len(o.fnames) && len(d.states) == len(o.rules) {
 		return
 	}
-	d.num, d.isNum, d.known = make([]float64, len(o.fnames)), make([]bool, len(o.fnames)), make([]bool, len(o.fnames))
+	n := len(o.fnames)
+	d.fnames, d.num, d.isNum, d.known, d.strEnv = o.fnames, make([]float64, n), make([]bool, n), make([]bool, n), make([]bool, n)
 	for i, f := range o.fnames {
 		switch v := d.env[f].(type) {
 		case float64:
 			d.num[i], d.isNum[i], d.known[i] = v, true, true
 		case string:
-			d.known[i] = true
+			d.known[i], d.strEnv[i] = true, true
 		}
 	}
 	old, oldKeys := d.wins, d.wkeys
@@ -221,7 +231,26 @@ func (d *deviceState) ensureWins(o *orgState, gen int) {
 			}
 		}
 	}
+	d.states = make([]ruleState, len(o.rules))
+	for i, c := range o.rules {
+		if rs := d.rules[c.rule.ID]; rs != nil {
+			d.states[i] = *rs
+			d.rules[c.rule.ID] = &d.states[i]
+		}
+	}
 	d.wgen = gen
+}
+
+// slot returns the state of o.rules[i] (c), creating or renewing it when
+// the rule is new to the device or was edited.
+func (d *deviceState) slot(i int, c *compiled) *ruleState {
+	rs := &d.states[i]
+	if rs.live && rs.version == c.rule.Version {
+		return rs
+	}
+	*rs = d.state(c)
+	d.rules[c.rule.ID] = rs
+	return rs
 }
 
 // window returns the device's window j, creating it (and giving it the
@@ -245,6 +274,7 @@ func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 
 // ruleState is the per-(rule, device) state machine.
 type ruleState struct {
+	live         bool // set up for the rule's version
 	version      int64
 	pending      bool // condition true, waiting for the rule's "for"
 	pendingSince int64
@@ -254,28 +284,28 @@ type ruleState struct {
 	falseSince   int64
 }
 
-func (d *deviceState) state(c *compiled) *ruleState {
-	rs := d.rules[c.rule.ID]
-	if rs != nil && rs.version == c.rule.Version {
-		return rs
+// state builds the state of c for this device: from a snapshot, from the
+// previous version of the rule, or new.
+func (d *deviceState) state(c *compiled) ruleState {
+	prev := d.rules[c.rule.ID]
+	if prev != nil && prev.version == c.rule.Version {
+		r := *prev
+		r.live = true
+		return r
 	}
+	firing := prev != nil && prev.firing
 	if snap, ok := d.restored[c.rule.ID]; ok {
 		delete(d.restored, c.rule.ID)
 		d.adoptRuleWindows(c, snap)
 		if r := snap.restore(c); r != nil {
-			d.rules[c.rule.ID] = r
-			return r
+			r.live = true
+			return *r
 		}
-		rs = &ruleState{firing: snap.Firing}
+		firing = snap.Firing
 	}
-	nrs := &ruleState{version: c.rule.Version}
-	if rs != nil {
-		// The rule was edited: its state machine starts over, but an alert
-		// it has open stays known so it can still clear.
-		nrs.firing = rs.firing
-	}
-	d.rules[c.rule.ID] = nrs
-	return nrs
+	// New, or the rule was edited: the state machine starts over, but an
+	// alert the rule has open stays known so it can still clear.
+	return ruleState{live: true, version: c.rule.Version, firing: firing}
 }
 
 // adoptRuleWindows takes the windows a snapshot from before shared windows
@@ -358,7 +388,7 @@ func newEvaluator(buckets int, log *slog.Logger) *evaluator {
 func (ev *evaluator) setRules(rs []*compiled) {
 	ev.gen++
 	for _, o := range ev.orgs {
-		o.rules, o.fidx, o.fnames, o.direct, o.recv, o.maxWindow, o.wspecs = nil, map[string]int{}, nil, nil, nil, 0, nil
+		o.rules, o.fidx, o.fnames, o.direct, o.vm, o.recv, o.maxWindow, o.wspecs = nil, map[string]int{}, nil, nil, nil, nil, 0, nil
 	}
 	for _, c := range rs {
 		o := ev.org(c.rule.Org)
@@ -376,13 +406,16 @@ func (ev *evaluator) setRules(rs []*compiled) {
 		for _, f := range c.prog.fields {
 			i := o.field(f)
 			o.direct[i] = true
+			if c.prog.fast == nil {
+				o.vm[i] = true
+			}
 			c.fieldI = append(c.fieldI, i)
 		}
 		c.trigI = c.trigI[:0]
 		for _, f := range c.prog.triggers {
 			c.trigI = append(c.trigI, o.field(f))
 		}
-		c.fastI = nil
+		c.fastI, c.one = nil, false
 		if c.prog.fast != nil {
 			for _, fc := range c.prog.fast.cmps {
 				i := -1
@@ -390,6 +423,9 @@ func (ev *evaluator) setRules(rs []*compiled) {
 					i = o.field(fc.field)
 				}
 				c.fastI = append(c.fastI, i)
+			}
+			if len(c.prog.fast.cmps) == 1 {
+				c.one, c.cmp, c.cmpI = true, c.prog.fast.cmps[0], c.fastI[0]
 			}
 		}
 		for _, a := range c.prog.absences {
@@ -436,6 +472,7 @@ func (o *orgState) field(name string) int {
 	o.fidx[name] = i
 	o.fnames = append(o.fnames, name)
 	o.direct = append(o.direct, false)
+	o.vm = append(o.vm, false)
 	o.recv = append(o.recv, false)
 	return i
 }
@@ -501,10 +538,7 @@ func (ev *evaluator) process(ctx context.Context, m *bus.Telemetry, wall int64, 
 		recv = m.TS
 	}
 	d.seen, d.lastTS, d.lastRecv, d.dirty = true, m.TS, recv, true
-	if d.slotGen != ev.gen || len(d.slots) != len(o.rules) {
-		d.slots, d.slotGen = make([]*ruleState, len(o.rules)), ev.gen
-	}
-	d.ensureWins(o, ev.gen)
+	d.layout(o, ev.gen)
 	if cap(ev.present) < len(o.fnames) {
 		ev.present = make([]bool, len(o.fnames))
 	}
@@ -517,8 +551,14 @@ func (ev *evaluator) process(ctx context.Context, m *bus.Telemetry, wall int64, 
 		}
 		present[i] = true
 		if o.direct[i] {
-			d.setNum(name, v)
 			d.num[i], d.isNum[i], d.known[i] = v, true, true
+			if o.vm[i] {
+				d.setNum(name, v)
+				d.strEnv[i] = false
+			} else if d.strEnv[i] {
+				delete(d.env, name) // the value lives in num now
+				d.strEnv[i] = false
+			}
 		}
 		if o.recv[i] {
 			d.fieldRecv[name] = recv
@@ -532,7 +572,7 @@ func (ev *evaluator) process(ctx context.Context, m *bus.Telemetry, wall int64, 
 		present[i] = true
 		if o.direct[i] {
 			d.setStr(name, v)
-			d.isNum[i], d.known[i] = false, true
+			d.isNum[i], d.known[i], d.strEnv[i] = false, true, true
 		}
 		if o.recv[i] {
 			d.fieldRecv[name] = recv
@@ -554,11 +594,7 @@ func (ev *evaluator) process(ctx context.Context, m *bus.Telemetry, wall int64, 
 		for _, j := range c.win {
 			d.window(o, j, ev.buckets, m)
 		}
-		rs := d.slots[i]
-		if rs == nil || rs.version != c.rule.Version {
-			rs = d.state(c)
-			d.slots[i] = rs
-		}
+		rs := d.slot(i, c)
 		if eval {
 			ev.evaluate(m.Org, c, d, rs, m.TS, recv, out)
 		}
@@ -593,7 +629,7 @@ func (ev *evaluator) backfill(ctx context.Context, org string, o *orgState, d *d
 	if from >= upTo {
 		return
 	}
-	d.ensureWins(o, ev.gen)
+	d.layout(o, ev.gen)
 	var wins []int
 	fieldSet := map[string]bool{}
 	for _, c := range o.rules {
@@ -633,7 +669,7 @@ func (ev *evaluator) sweep(now int64, out *[]intent) {
 	ev.statGen++
 	defer ev.count()
 	for org, o := range ev.orgs {
-		for _, c := range o.rules {
+		for i, c := range o.rules {
 			if !c.prog.Absence() {
 				continue
 			}
@@ -641,8 +677,8 @@ func (ev *evaluator) sweep(now int64, out *[]intent) {
 				if !c.inScope(d) {
 					continue
 				}
-				d.ensureWins(o, ev.gen)
-				rs := d.state(c)
+				d.layout(o, ev.gen)
+				rs := d.slot(i, c)
 				ev.evaluate(org, c, d, rs, now, now, out)
 			}
 		}
@@ -716,9 +752,21 @@ func (ev *evaluator) run(org string, c *compiled, d *deviceState, rs *ruleState,
 		}
 		ev.aggVals = append(ev.aggVals, v)
 	}
-	if p.fast != nil {
+	if c.one {
+		if c.cmp.agg >= 0 {
+			return c.cmp.test(ev.aggVals[c.cmp.agg]), true
+		}
+		if d.isNum[c.cmpI] {
+			return c.cmp.test(d.num[c.cmpI]), true
+		}
+	} else if p.fast != nil {
 		if res, ok := p.fast.eval(d.num, d.isNum, c.fastI, ev.aggVals); ok {
 			return res, true
+		}
+	}
+	for k, i := range c.fieldI {
+		if d.isNum[i] && !d.strEnv[i] {
+			d.setNum(p.fields[k], d.num[i]) // a fast condition's fields live in num only
 		}
 	}
 	for i := range p.aggs {
@@ -793,9 +841,9 @@ func (d *deviceState) winStats(j int, t int64, gen uint64) (stats, bool) {
 // values records what made a rule fire, for the alert.
 func (ev *evaluator) values(c *compiled, d *deviceState) map[string]float64 {
 	vals := make(map[string]float64, len(c.prog.fields)+len(c.prog.aggs))
-	for _, f := range c.prog.fields {
-		if v, ok := d.env[f].(float64); ok {
-			vals[f] = v
+	for k, f := range c.prog.fields {
+		if i := c.fieldI[k]; d.isNum[i] {
+			vals[f] = d.num[i]
 		}
 	}
 	for i, a := range c.prog.aggs {

@@ -81,6 +81,15 @@ func (d *deviceState) snap() devSnap {
 			s.Str[k] = x
 		}
 	}
+	for i, name := range d.fnames { // the values of fields only fast conditions read
+		if i < len(d.isNum) && d.isNum[i] {
+			if s.Num == nil {
+				s.Num = map[string]float64{}
+			}
+			s.Num[name] = d.num[i]
+			delete(s.Str, name)
+		}
+	}
 	if len(d.fieldRecv) > 0 {
 		s.FieldRecv = d.fieldRecv
 	}
