@@ -31,6 +31,10 @@ type compiled struct {
 	one  bool
 	cmp  fastCmp
 	cmpI int
+	// Likewise a condition with one window aggregate.
+	oneAgg bool
+	aggWin int
+	aggFn  aggFunc
 }
 
 func compileRule(r Rule, opts CompileOptions) (*compiled, error) {
@@ -428,6 +432,10 @@ func (ev *evaluator) setRules(rs []*compiled) {
 				c.one, c.cmp, c.cmpI = true, c.prog.fast.cmps[0], c.fastI[0]
 			}
 		}
+		c.oneAgg = len(c.prog.aggs) == 1
+		if c.oneAgg {
+			c.aggWin, c.aggFn = c.win[c.prog.aggs[0].win], c.prog.aggs[0].fn
+		}
 		for _, a := range c.prog.absences {
 			if a.field != "" {
 				o.recv[o.field(a.field)] = true
@@ -740,17 +748,29 @@ func (ev *evaluator) run(org string, c *compiled, d *deviceState, rs *ruleState,
 		}
 	}
 	ev.aggVals = ev.aggVals[:0]
-	for i := range p.aggs {
-		a := &p.aggs[i]
-		st, known := d.winStats(c.win[a.win], t, ev.statGen)
-		if !known {
+	if c.oneAgg {
+		st := d.winStats(c.aggWin, t, ev.statGen)
+		if st == nil {
 			return false, false
 		}
-		v, ok := st.value(a.fn)
+		v, ok := st.value(c.aggFn)
 		if !ok {
 			return false, false
 		}
 		ev.aggVals = append(ev.aggVals, v)
+	} else {
+		for i := range p.aggs {
+			a := &p.aggs[i]
+			st := d.winStats(c.win[a.win], t, ev.statGen)
+			if st == nil {
+				return false, false
+			}
+			v, ok := st.value(a.fn)
+			if !ok {
+				return false, false
+			}
+			ev.aggVals = append(ev.aggVals, v)
+		}
 	}
 	if c.one {
 		if c.cmp.agg >= 0 {
@@ -825,17 +845,20 @@ func (ev *evaluator) run(org string, c *compiled, d *deviceState, rs *ruleState,
 }
 
 // winStats summarises window j at time t, once per evaluation time however
-// many rules read it.
-func (d *deviceState) winStats(j int, t int64, gen uint64) (stats, bool) {
+// many rules read it; nil when the window knows nothing yet.
+func (d *deviceState) winStats(j int, t int64, gen uint64) *stats {
 	if j >= len(d.wins) || d.wins[j] == nil {
-		return stats{}, false
+		return nil
 	}
 	c := &d.wcache[j]
 	if c.gen != gen {
 		c.st, c.known = d.wins[j].stats(t)
 		c.gen = gen
 	}
-	return c.st, c.known
+	if !c.known {
+		return nil
+	}
+	return &c.st
 }
 
 // values records what made a rule fire, for the alert.
