@@ -41,8 +41,17 @@ type Template struct {
 	Telemetry   []TemplateTelemetry `json:"telemetry"`
 	Properties  []TemplateProperty  `json:"properties"`
 	Commands    []TemplateCommand   `json:"commands"`
+	Anomaly     *TemplateAnomaly    `json:"anomaly,omitempty"`
 	CreatedAt   time.Time           `json:"createdAt,omitzero"`
 	UpdatedAt   time.Time           `json:"updatedAt,omitzero"`
+}
+
+// TemplateAnomaly is a template's anomaly detection setting.
+type TemplateAnomaly struct {
+	Fields      []string `json:"fields,omitempty"`
+	Kind        string   `json:"kind,omitempty"`
+	Sensitivity float64  `json:"sensitivity,omitempty"`
+	Warmup      int      `json:"warmup,omitempty"`
 }
 
 // TemplateTelemetry is a telemetry field.
@@ -117,6 +126,9 @@ func templateSchemas() (in, out schema) {
 		"telemetry":   arrayOf(tel),
 		"properties":  arrayOf(prop),
 		"commands":    arrayOf(cmd),
+		"anomaly": object("streaming anomaly detection for the template's devices; absent: every numeric field, default settings", nil, schema{
+			"fields": arrayOf(str("numeric telemetry field")), "kind": strEnum("univariate: one model per field; pca: one model over the fields together", "univariate", "pca"),
+			"sensitivity": schema{"type": "number", "description": "between 0 and 1, default 0.5; higher alerts sooner"}, "warmup": schema{"type": "integer", "description": "learning period in updates, default 400"}}),
 	}
 	in = object("a device template", []string{"id"}, props)
 	oprops := schema{"org": str(""), "createdAt": dateTime(""), "updatedAt": dateTime("")}

@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/shopfloor/shopfloor/internal/bus"
 	"github.com/shopfloor/shopfloor/internal/ingest"
 	"github.com/shopfloor/shopfloor/internal/rules"
+	"github.com/shopfloor/shopfloor/internal/template"
 	"github.com/shopfloor/shopfloor/internal/tsdb"
 )
 
@@ -35,6 +38,15 @@ type anomalySet struct {
 
 	mu     sync.RWMutex
 	scores map[anomaly.Key]deviceAnomaly
+
+	// lookup reads a device template (cached by the template service);
+	// nil when templates are off. applied is the anomaly setting last
+	// given to the manager per template.
+	lookup  func(ctx context.Context, org, id string) (*template.Template, bool, error)
+	log     *slog.Logger
+	tmu     sync.Mutex
+	applied map[anomaly.Key]template.Anomaly // Key{Org, Device: template id}
+	pending []byte                           // snapshot read at open, restored at run
 }
 
 type deviceAnomaly struct {
@@ -48,14 +60,12 @@ func (h *Hub) openAnomaly() error {
 	if err != nil {
 		return fmt.Errorf("anomaly detection: %w", err)
 	}
-	a := &anomalySet{mgr: mgr, tsdb: h.TSDB, snapshot: filepath.Join(h.cfg.Data, "anomaly.snapshot"), scores: map[anomaly.Key]deviceAnomaly{}}
-	// What the detectors learned survives a restart.
+	a := &anomalySet{mgr: mgr, tsdb: h.TSDB, snapshot: filepath.Join(h.cfg.Data, "anomaly.snapshot"), scores: map[anomaly.Key]deviceAnomaly{},
+		log: h.log, applied: map[anomaly.Key]template.Anomaly{}}
+	// What the detectors learned survives a restart; it is restored in
+	// runAnomaly, once the templates' anomaly settings can be read.
 	if b, err := os.ReadFile(a.snapshot); err == nil {
-		if skipped, err := mgr.Restore(bytes.NewReader(b)); err != nil {
-			h.log.Warn("anomaly snapshot not restored; detectors learn again", "err", err)
-		} else if skipped > 0 {
-			h.log.Info("anomaly snapshot restored", "skipped", skipped)
-		}
+		a.pending = b
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("read anomaly snapshot: %w", err)
 	}
@@ -63,8 +73,35 @@ func (h *Hub) openAnomaly() error {
 	return nil
 }
 
+// restore applies the saved snapshot after configuring the templates its
+// devices use, so devices on a configured template keep what they learned.
+func (a *anomalySet) restore(ctx context.Context) {
+	b := a.pending
+	a.pending = nil
+	if b == nil {
+		return
+	}
+	refs, err := anomaly.SnapshotTemplates(b)
+	if err == nil {
+		for _, r := range refs {
+			a.syncTemplate(ctx, r.Org, r.Template)
+		}
+		var skipped int
+		if skipped, err = a.mgr.Restore(bytes.NewReader(b)); err == nil && skipped > 0 {
+			a.log.Info("anomaly snapshot restored", "skipped", skipped)
+		}
+	}
+	if err != nil {
+		a.log.Warn("anomaly snapshot not restored; detectors learn again", "err", err)
+	}
+}
+
 func (h *Hub) runAnomaly(ctx context.Context, g *errgroup.Group) {
 	a := h.anomaly
+	if h.tmpl != nil {
+		a.lookup = h.tmpl.svc.Lookup
+	}
+	a.restore(ctx)
 	g.Go(func() error {
 		err := h.Bus.Consume(ctx, "anomaly", bus.ConsumeOptions{FromNow: true}, a.handle)
 		if serr := a.save(); serr != nil {
@@ -82,6 +119,7 @@ func (a *anomalySet) handle(ctx context.Context, batch []*bus.Telemetry) error {
 		if len(t.Num) == 0 {
 			continue
 		}
+		a.syncTemplate(ctx, t.Org, t.Template)
 		if err := a.mgr.Observe(anomaly.Update{Org: t.Org, Device: t.Device, Template: t.Template, Time: time.UnixMilli(t.TS), Values: t.Num}, &ds); err != nil {
 			if errors.Is(err, anomaly.ErrTooManyDevices) {
 				continue
@@ -98,6 +136,47 @@ func (a *anomalySet) handle(ctx context.Context, batch []*bus.Telemetry) error {
 		samples = append(samples, tsdb.Sample{Labels: scoreLabels(t), T: t.TS, V: ds.Score})
 	}
 	return a.tsdb.Append(ctx, samples)
+}
+
+// syncTemplate gives the manager a template's anomaly setting (fields,
+// kind, sensitivity, warm-up) when it differs from the one last given; the
+// setting is stored with the template, so it survives restarts. A setting
+// the detectors refuse is logged and the default used.
+func (a *anomalySet) syncTemplate(ctx context.Context, org, id string) {
+	if a.lookup == nil || id == "" {
+		return
+	}
+	t, ok, err := a.lookup(ctx, org, id)
+	if err != nil {
+		return // keep the last setting; the next message retries
+	}
+	var want template.Anomaly
+	if ok && t.Anomaly != nil {
+		want = *t.Anomaly
+	}
+	k := anomaly.Key{Org: org, Device: id}
+	a.tmu.Lock()
+	defer a.tmu.Unlock()
+	if cur, seen := a.applied[k]; seen && sameAnomaly(cur, want) {
+		return
+	}
+	a.applied[k] = want
+	if sameAnomaly(want, template.Anomaly{}) {
+		a.mgr.RemoveTemplate(org, id)
+		return
+	}
+	cfg := anomaly.Template{Fields: want.Fields, Kind: want.Kind, Sensitivity: want.Sensitivity, Warmup: want.Warmup}
+	if cfg.Kind == "" {
+		cfg.Kind = anomaly.KindUnivariate // the hub's default kind
+	}
+	if err := a.mgr.SetTemplate(org, id, cfg); err != nil {
+		a.log.Warn("template anomaly setting refused; its devices use the default", "org", org, "template", id, "err", err)
+		a.mgr.RemoveTemplate(org, id)
+	}
+}
+
+func sameAnomaly(x, y template.Anomaly) bool {
+	return x.Kind == y.Kind && x.Sensitivity == y.Sensitivity && x.Warmup == y.Warmup && slices.Equal(x.Fields, y.Fields)
 }
 
 func scoreLabels(t *bus.Telemetry) labels.Labels {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -127,8 +128,68 @@ func (c templateCloud) PatchReported(ctx context.Context, org, device string, pa
 	return v, nil
 }
 
+// device reads a device of org by its id with the registry's prepared
+// lookup (cheaper than GetDevice on the method and twin paths).
+func (h *Hub) device(ctx context.Context, org, id string) (registry.Device, error) {
+	d, err := h.Registry.LookupDevice(ctx, id)
+	if err == nil && d.Org != org {
+		err = fmt.Errorf("device %q does not exist in organization %q: %w", id, org, registry.ErrNotFound)
+	}
+	return d, err
+}
+
+// checkDesired refuses a desired-properties patch that breaks the device's
+// template, as IoT Central does: only writable properties declared in the
+// template may be set, with values of their schema and range. The error
+// names each offending property. Devices without a template take any
+// patch, as on IoT Hub.
+func (h *Hub) checkDesired(ctx context.Context, d registry.Device, patch []byte) error {
+	if d.Template == "" {
+		return nil
+	}
+	t, ok, err := h.tmpl.svc.Lookup(ctx, d.Org, d.Template)
+	if err != nil || !ok {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(patch))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil // not an object: the twin store refuses it with its own message
+	}
+	vs := t.CheckDesired(m)
+	if len(vs) == 0 {
+		return nil
+	}
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = fmt.Sprintf("property %q %s", v.Name, v.Problem)
+	}
+	return fmt.Errorf("%w: the desired patch breaks template %s of device %s: %s; set only writable properties the template declares, or change the template",
+		registry.ErrInvalid, d.Template, d.ID, strings.Join(parts, "; "))
+}
+
+// checkDesiredOf is checkDesired for a device by its id; an organization
+// without templates costs no device read.
+func (h *Hub) checkDesiredOf(ctx context.Context, org, device string, patch []byte) error {
+	if patch == nil || h.tmpl == nil {
+		return nil
+	}
+	if has, err := h.tmpl.svc.HasTemplates(ctx, org); err != nil || !has {
+		return err
+	}
+	d, err := h.device(ctx, org, device)
+	if err != nil {
+		return err
+	}
+	return h.checkDesired(ctx, d, patch)
+}
+
 func (h *Hub) checkReported(ctx context.Context, org, device string, patch []byte) error {
-	d, err := h.Registry.GetDevice(ctx, org, device)
+	if has, err := h.tmpl.svc.HasTemplates(ctx, org); err != nil || !has {
+		return err
+	}
+	d, err := h.device(ctx, org, device)
 	if err != nil || d.Template == "" {
 		return err
 	}
@@ -177,10 +238,14 @@ func (e jobExec) Devices(ctx context.Context, org string, q jobs.Query) ([]strin
 
 func (e jobExec) Desired(ctx context.Context, org, device string, patch json.RawMessage) error {
 	// A device deleted since the job started must not get an orphan twin.
-	if _, err := e.h.Registry.GetDevice(ctx, org, device); err != nil {
+	d, err := e.h.device(ctx, org, device)
+	if err != nil {
 		return err
 	}
-	_, err := e.h.twins.patchDesired(ctx, org, device, twin.Patch{Desired: patch}, "")
+	if err := e.h.checkDesired(ctx, d, patch); err != nil {
+		return err
+	}
+	_, err = e.h.twins.patchDesired(ctx, org, device, twin.Patch{Desired: patch}, "")
 	return err
 }
 
@@ -334,7 +399,10 @@ func (a jobsAPI) CancelJob(ctx context.Context, org, id string) (api.Job, error)
 // the call goes ahead all the same (the device has the last word).
 func (h *Hub) checkCommand(ctx context.Context, org, device, method string, payload []byte) {
 	err := func() error {
-		d, err := h.Registry.GetDevice(ctx, org, device)
+		if has, err := h.tmpl.svc.HasTemplates(ctx, org); err != nil || !has {
+			return err
+		}
+		d, err := h.device(ctx, org, device)
 		if err != nil || d.Template == "" {
 			return err
 		}
@@ -362,6 +430,14 @@ func (h *Hub) checkCommand(ctx context.Context, org, device, method string, payl
 type templateTwins struct {
 	twinAPI
 	h *Hub
+}
+
+// PatchTwin refuses desired properties that break the device's template.
+func (a templateTwins) PatchTwin(ctx context.Context, org, device string, tags, desired json.RawMessage, ifMatch string) (api.Twin, error) {
+	if err := a.h.checkDesiredOf(ctx, org, device, desired); err != nil {
+		return api.Twin{}, err
+	}
+	return a.twinAPI.PatchTwin(ctx, org, device, tags, desired, ifMatch)
 }
 
 func (a templateTwins) InvokeMethod(ctx context.Context, org, device, method string, payload []byte, timeout time.Duration) (int, []byte, error) {

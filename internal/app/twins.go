@@ -240,10 +240,13 @@ func (a twinAPI) PurgeC2D(ctx context.Context, org, device string) (int, error) 
 
 // TwinDevices is what rule actions use to reach devices (it satisfies
 // actions.Devices): direct methods, desired patches and C2D messages.
-type TwinDevices struct{ ts *twinSet }
+type TwinDevices struct {
+	ts *twinSet
+	h  *Hub
+}
 
 // TwinDevices returns the device actions of this hub.
-func (h *Hub) TwinDevices() TwinDevices { return TwinDevices{h.twins} }
+func (h *Hub) TwinDevices() TwinDevices { return TwinDevices{h.twins, h} }
 
 // InvokeMethod calls a direct method.
 func (d TwinDevices) InvokeMethod(ctx context.Context, org, device, method string, payload []byte, timeout time.Duration) (int, []byte, error) {
@@ -251,7 +254,11 @@ func (d TwinDevices) InvokeMethod(ctx context.Context, org, device, method strin
 }
 
 // PatchDesired merges a desired-properties patch and notifies the device.
+// A patch that breaks the device's template is refused (see checkDesired).
 func (d TwinDevices) PatchDesired(ctx context.Context, org, device string, patch []byte) error {
+	if err := d.h.checkDesiredOf(ctx, org, device, patch); err != nil {
+		return err
+	}
 	_, err := d.ts.patchDesired(ctx, org, device, twin.Patch{Desired: patch}, "")
 	return err
 }

@@ -1,6 +1,7 @@
 package command
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -39,6 +40,10 @@ type Config struct {
 	Logger  *slog.Logger
 	// Buffer is how many incoming messages may wait for dispatch; default 8192.
 	Buffer int
+	// Workers dispatch in parallel, each for its share of the devices (so
+	// one device's traffic stays in order); default 8. A write to a device
+	// that does not read blocks only the devices of its worker.
+	Workers int
 }
 
 // Kinds of per-device subjects.
@@ -64,7 +69,7 @@ type Router struct {
 	prefix  string
 	devices Devices
 	log     *slog.Logger
-	in      chan *nats.Msg
+	in      []chan *nats.Msg // one per worker
 
 	mu       sync.Mutex
 	attached map[string]*attachment // org \x00 device
@@ -80,8 +85,17 @@ type attachment struct {
 
 type call struct {
 	device string
-	reply  string
-	timer  *time.Timer
+	reply  string      // NATS inbox of a remote caller
+	done   chan answer // a caller in this process
+	timer  *time.Timer // remote calls: forgets the call at its timeout
+}
+
+// answer completes a local call. Whoever removes a call from pending
+// sends its one answer: the device's, or an error when the router closes.
+type answer struct {
+	status  int
+	payload []byte
+	err     error
 }
 
 // New creates a router; Run dispatches.
@@ -95,8 +109,24 @@ func New(cfg Config) (*Router, error) {
 	if cfg.Buffer <= 0 {
 		cfg.Buffer = 8192
 	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 8
+	}
+	in := make([]chan *nats.Msg, cfg.Workers)
+	for i := range in {
+		in[i] = make(chan *nats.Msg, max(cfg.Buffer/cfg.Workers, 64))
+	}
 	return &Router{nc: cfg.Conn, prefix: cfg.Prefix, devices: cfg.Devices, log: cfg.Logger,
-		in: make(chan *nats.Msg, cfg.Buffer), attached: map[string]*attachment{}, pending: map[string]*call{}}, nil
+		in: in, attached: map[string]*attachment{}, pending: map[string]*call{}}, nil
+}
+
+// worker is the channel that dispatches key's traffic (FNV-1a).
+func (r *Router) worker(key string) chan *nats.Msg {
+	h := uint32(2166136261)
+	for i := 0; i < len(key); i++ {
+		h = (h ^ uint32(key[i])) * 16777619
+	}
+	return r.in[h%uint32(len(r.in))]
 }
 
 // SetDevices sets the local gateway (it is built after the router).
@@ -135,7 +165,7 @@ func (r *Router) Attach(org, device string) {
 		a.n++
 		return
 	}
-	sub, err := r.nc.ChanSubscribe(r.prefix+".dev."+token(org)+"."+token(device)+".*", r.in)
+	sub, err := r.nc.ChanSubscribe(r.prefix+".dev."+token(org)+"."+token(device)+".*", r.worker(key))
 	if err != nil {
 		r.log.Warn("cannot route methods and messages to a device", "device", device, "error", err)
 		return
@@ -168,14 +198,23 @@ func (r *Router) Attached() int {
 // Run dispatches incoming messages until ctx ends, then unsubscribes.
 func (r *Router) Run(ctx context.Context) error {
 	defer r.close()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case m := <-r.in:
-			r.dispatch(m)
-		}
+	var wg sync.WaitGroup
+	for _, in := range r.in {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case m := <-in:
+					r.dispatch(m)
+				}
+			}
+		}()
 	}
+	wg.Wait()
+	return nil
 }
 
 func (r *Router) close() {
@@ -187,7 +226,12 @@ func (r *Router) close() {
 		delete(r.attached, k)
 	}
 	for rid, c := range r.pending {
-		c.timer.Stop()
+		if c.timer != nil {
+			c.timer.Stop()
+		}
+		if c.done != nil {
+			c.done <- answer{err: fmt.Errorf("%w: %s: the hub is shutting down", ErrOffline, c.device)}
+		}
 		delete(r.pending, rid)
 	}
 }
@@ -241,7 +285,9 @@ func (r *Router) drop(rid string) bool {
 	defer r.mu.Unlock()
 	c, ok := r.pending[rid]
 	if ok {
-		c.timer.Stop()
+		if c.timer != nil {
+			c.timer.Stop()
+		}
 		delete(r.pending, rid)
 	}
 	return ok
@@ -260,12 +306,19 @@ func (r *Router) MethodResponse(device, rid string, status int, payload []byte) 
 	r.mu.Lock()
 	c, ok := r.pending[rid]
 	if ok && c.device == device {
-		c.timer.Stop()
+		if c.timer != nil {
+			c.timer.Stop()
+		}
 		delete(r.pending, rid)
 	}
 	r.mu.Unlock()
 	if !ok || c.device != device {
 		return false
+	}
+	if c.done != nil {
+		// The gateway reuses its read buffer once this returns.
+		c.done <- answer{status: status, payload: bytes.Clone(payload)}
+		return true
 	}
 	reply := nats.NewMsg(c.reply)
 	reply.Header.Set(hdrStatus, strconv.Itoa(status))
@@ -281,6 +334,9 @@ func (r *Router) MethodResponse(device, rid string, status int, payload []byte) 
 // connection, or the device does not listen for methods; ErrTimeout: it did
 // not answer in time.
 func (r *Router) Invoke(ctx context.Context, org, device, method string, payload []byte, timeout time.Duration) (int, []byte, error) {
+	if r.local(org, device) {
+		return r.invokeLocal(ctx, device, method, payload, timeout)
+	}
 	msg := nats.NewMsg(r.Subject(org, device, kindMethod))
 	msg.Header.Set(hdrMethod, method)
 	msg.Header.Set(hdrDevice, device)
@@ -309,10 +365,53 @@ func (r *Router) Invoke(ctx context.Context, org, device, method string, payload
 	return status, resp.Data, nil
 }
 
+// local reports whether the device is connected to this process. Its
+// traffic then goes straight to the gateway: a round trip through the bus
+// cost more CPU than the rest of a method call, and every hand-over between
+// goroutines is a chance to wait for a busy CPU.
+func (r *Router) local(org, device string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.attached[org+"\x00"+device] != nil && r.devices != nil
+}
+
+// invokeLocal calls a method of a device connected to this process.
+func (r *Router) invokeLocal(ctx context.Context, device, method string, payload []byte, timeout time.Duration) (int, []byte, error) {
+	rid := strconv.FormatUint(r.nextRID.Add(1), 16)
+	c := &call{device: device, done: make(chan answer, 1)}
+	r.mu.Lock()
+	r.pending[rid] = c
+	r.mu.Unlock()
+	if err := r.devices.SendMethod(device, rid, method, payload); err != nil {
+		r.drop(rid)
+		return 0, nil, fmt.Errorf("%w: %s", ErrOffline, err.Error())
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case a := <-c.done:
+		return a.status, a.payload, a.err
+	case <-t.C:
+		if r.drop(rid) {
+			return 0, nil, fmt.Errorf("%w: %s did not answer method %q within %s", ErrTimeout, device, method, timeout)
+		}
+	case <-ctx.Done():
+		if r.drop(rid) {
+			return 0, nil, ctx.Err()
+		}
+	}
+	a := <-c.done // answered as the wait ended
+	return a.status, a.payload, a.err
+}
+
 // NotifyDesired tells the process holding the device's connection about a
 // desired-properties patch (patch includes $version). Nobody listening is
 // not an error: the device reads its twin when it connects.
 func (r *Router) NotifyDesired(org, device string, version int64, patch []byte) error {
+	if r.local(org, device) {
+		r.devices.NotifyDesired(device, version, patch)
+		return nil
+	}
 	msg := nats.NewMsg(r.Subject(org, device, kindDesired))
 	msg.Header.Set(hdrDevice, device)
 	msg.Header.Set(hdrVersion, strconv.FormatInt(version, 10))

@@ -33,6 +33,8 @@ type fakeGateway struct {
 	r *Router
 	t testing.TB
 
+	release chan struct{}
+
 	mu      sync.Mutex
 	desired []string
 	c2d     int
@@ -43,6 +45,8 @@ func (g *fakeGateway) SendMethod(device, rid, method string, payload []byte) err
 	case "echo":
 		go g.r.MethodResponse(device, rid, 200, append([]byte(nil), payload...))
 	case "slow":
+	case "stuck": // a write to a device that does not read
+		<-g.release
 	default:
 		return fmt.Errorf("%s does not listen for method %s", device, method)
 	}
@@ -72,7 +76,7 @@ func newRouter(t testing.TB, url string) (*Router, *fakeGateway) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &fakeGateway{r: r, t: t}
+	g := &fakeGateway{r: r, t: t, release: make(chan struct{})}
 	r.SetDevices(g)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -186,5 +190,145 @@ func BenchmarkInvoke(b *testing.B) {
 		if _, _, err := c.Invoke(ctx, "acme", "dev-"+strconv.Itoa(i%5000), "echo", []byte(`{}`), 5*time.Second); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A device whose write blocks holds up only the devices of its worker;
+// one device's notifications stay in order.
+func TestRouterStuckDevice(t *testing.T) {
+	url := startNATS(t)
+	a, ga := newRouter(t, url)
+	b, _ := newRouter(t, url)
+	ctx := context.Background()
+	const stuck = "stuck-1"
+	other := ""
+	for i := 0; other == ""; i++ {
+		if id := "dev-" + strconv.Itoa(i); a.worker("acme\x00"+id) != a.worker("acme\x00"+stuck) {
+			other = id
+		}
+	}
+	a.Attach("acme", stuck)
+	a.Attach("acme", other)
+	a.nc.Flush()
+	stuckDone := make(chan error, 1)
+	go func() {
+		_, _, err := b.Invoke(ctx, "acme", stuck, "stuck", nil, 3*time.Second)
+		stuckDone <- err
+	}()
+	eventually(t, "the stuck call to reach its device", func() bool { return a.Pending() == 1 })
+	status, _, err := b.Invoke(ctx, "acme", other, "echo", []byte(`1`), 5*time.Second)
+	if err != nil || status != 200 {
+		t.Fatalf("a device of another worker while one device is stuck: %d %v", status, err)
+	}
+	for v := int64(1); v <= 50; v++ {
+		if err := b.NotifyDesired("acme", other, v, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "50 notifications", func() bool {
+		ga.mu.Lock()
+		defer ga.mu.Unlock()
+		return len(ga.desired) == 50
+	})
+	ga.mu.Lock()
+	for i, d := range ga.desired {
+		if want := other + "@" + strconv.Itoa(i+1) + ":{}"; d != want {
+			t.Errorf("notification %d is %s, want %s", i, d, want)
+		}
+	}
+	ga.mu.Unlock()
+	close(ga.release)
+	if err := <-stuckDone; !errors.Is(err, ErrTimeout) {
+		t.Fatalf("the stuck call: %v, want a timeout", err)
+	}
+}
+
+// A device connected to this process is reached without the bus: calls
+// and notifications work with the NATS connection closed, and a device
+// whose write blocks holds up only its own caller.
+func TestRouterLocalDevice(t *testing.T) {
+	url := startNATS(t)
+	a, ga := newRouter(t, url)
+	ctx := context.Background()
+	a.Attach("acme", "press-1")
+	a.Attach("acme", "press-2")
+	a.nc.Close()
+
+	status, body, err := a.Invoke(ctx, "acme", "press-1", "echo", []byte(`{"speed":3}`), 5*time.Second)
+	if err != nil || status != 200 || string(body) != `{"speed":3}` {
+		t.Fatalf("local echo: %d %s %v", status, body, err)
+	}
+	if _, _, err := a.Invoke(ctx, "acme", "press-1", "nosuch", nil, 5*time.Second); !errors.Is(err, ErrOffline) {
+		t.Fatalf("a method the device does not listen for: %v", err)
+	}
+	if _, _, err := a.Invoke(ctx, "acme", "press-1", "slow", nil, 100*time.Millisecond); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("slow: %v", err)
+	}
+	if a.Pending() != 0 {
+		t.Fatalf("%d calls still pending after the timeout", a.Pending())
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	time.AfterFunc(50*time.Millisecond, cancel)
+	if _, _, err := a.Invoke(cctx, "acme", "press-1", "slow", nil, 5*time.Second); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: %v", err)
+	}
+	stuck := make(chan error, 1)
+	go func() {
+		_, _, err := a.Invoke(ctx, "acme", "press-2", "stuck", nil, 2*time.Second)
+		stuck <- err
+	}()
+	eventually(t, "the stuck call to reach its device", func() bool { return a.Pending() == 1 })
+	if status, _, err := a.Invoke(ctx, "acme", "press-1", "echo", nil, 5*time.Second); err != nil || status != 200 {
+		t.Fatalf("another device while one is stuck: %d %v", status, err)
+	}
+	if err := a.NotifyDesired("acme", "press-1", 3, []byte(`{"a":1,"$version":3}`)); err != nil {
+		t.Fatal(err)
+	}
+	ga.mu.Lock()
+	if len(ga.desired) != 1 || ga.desired[0] != `press-1@3:{"a":1,"$version":3}` {
+		t.Errorf("local desired notification: %q", ga.desired)
+	}
+	ga.mu.Unlock()
+	close(ga.release)
+	if err := <-stuck; !errors.Is(err, ErrTimeout) {
+		t.Fatalf("the stuck call: %v", err)
+	}
+	if _, _, err := a.Invoke(ctx, "globex", "press-1", "echo", nil, time.Second); err == nil {
+		t.Fatal("another organization's device of the same id answered")
+	}
+}
+
+// A local call waiting for its device ends when the router stops.
+func TestRouterLocalCallEndsAtShutdown(t *testing.T) {
+	url := startNATS(t)
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	r, err := New(Config{Conn: nc, Prefix: "sftest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.SetDevices(&fakeGateway{r: r, t: t, release: make(chan struct{})})
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { r.Run(ctx); close(stopped) }()
+	r.Attach("acme", "press-1")
+	got := make(chan error, 1)
+	go func() {
+		_, _, err := r.Invoke(context.Background(), "acme", "press-1", "slow", nil, time.Minute)
+		got <- err
+	}()
+	eventually(t, "the call to be pending", func() bool { return r.Pending() == 1 })
+	cancel()
+	<-stopped
+	select {
+	case err := <-got:
+		if !errors.Is(err, ErrOffline) {
+			t.Fatalf("call at shutdown: %v, want ErrOffline", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a local call outlived the router")
 	}
 }

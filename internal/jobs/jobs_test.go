@@ -333,3 +333,30 @@ func TestJobSlowDevice(t *testing.T) {
 		t.Fatalf("cancelled devices %+v %v", res, err)
 	}
 }
+
+// A job starts its devices no faster than its rate (up to a short
+// catch-up after waking late), and every result is stored in its batches.
+func TestJobKeepsItsRate(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, "sqlite")
+	f := newFleet(100)
+	s, _ := start(t, db, "sqlite", f)
+	begin := time.Now()
+	j, err := s.Create(ctx, "acme", jobs.Spec{Type: jobs.TypeDesired, Desired: json.RawMessage(`{"mode":"eco"}`), Rate: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the job to complete", func() bool {
+		got, err := s.Get(ctx, "acme", j.ID)
+		return err == nil && got.State == jobs.StateCompleted
+	})
+	// 100 devices at 50/s: the last starts 99/50 s after the first, less
+	// at most the 250 ms catch-up.
+	if took, least := time.Since(begin), 99*time.Second/50-250*time.Millisecond; took < least {
+		t.Fatalf("100 devices at 50/s took %v; a job must not run faster than its rate (at least %v)", took, least)
+	}
+	got, err := s.Get(ctx, "acme", j.ID)
+	if err != nil || got.Progress.Succeeded+got.Progress.Failed != 100 || got.Progress.Pending != 0 {
+		t.Fatalf("progress %+v %v", got.Progress, err)
+	}
+}

@@ -39,6 +39,14 @@ type Service struct {
 // maxInFlight bounds a job's device calls at once.
 const maxInFlight = 64
 
+// catchUp is how far behind its schedule a job may start devices faster
+// than its rate to catch up.
+const catchUp = 250 * time.Millisecond
+
+// grain is how long a device may wait past its time in the schedule so
+// that it starts together with the next ones.
+const grain = 50 * time.Millisecond
+
 type runner struct {
 	cancel context.CancelCauseFunc
 	done   chan struct{}
@@ -261,10 +269,27 @@ func (s *Service) run(ctx context.Context, j Job) {
 	// maxInFlight calls at once.
 	sem := make(chan struct{}, maxInFlight)
 	var inflight sync.WaitGroup
-	defer inflight.Wait()
+	results := make(chan DeviceResult, maxInFlight)
+	recorded := make(chan struct{})
+	go func() {
+		defer close(recorded)
+		s.recordLoop(context.WithoutCancel(ctx), j.ID, results)
+	}()
+	// finish waits for the calls in flight and their results' storage.
+	finish := sync.OnceFunc(func() {
+		inflight.Wait()
+		close(results)
+		<-recorded
+	})
+	defer finish()
+	// A device is never started before its time in the schedule, but the
+	// devices due within one grain start together: their twin writes then
+	// share a database commit (twin.Service batches concurrent writes),
+	// where one commit each cost most of a desired job's CPU.
+	lag := max(grain-interval, 0)
 	for _, dev := range devices {
 		if wait := time.Until(next); wait > 0 {
-			timer.Reset(wait)
+			timer.Reset(wait + lag)
 			select {
 			case <-ctx.Done():
 				return
@@ -277,8 +302,10 @@ func (s *Service) run(ctx context.Context, j Job) {
 		case sem <- struct{}{}:
 		}
 		next = next.Add(interval)
-		if behind := time.Now().Add(-interval); next.Before(behind) {
-			next = behind // a stall does not earn a burst afterwards
+		// Waking late (a busy machine) is made up within catchUp, so the
+		// job keeps its rate; a longer stall does not earn a burst.
+		if behind := time.Now().Add(-max(interval, catchUp)); next.Before(behind) {
+			next = behind
 		}
 		inflight.Add(1)
 		go func() {
@@ -288,12 +315,10 @@ func (s *Service) run(ctx context.Context, j Job) {
 			if ctx.Err() != nil {
 				return // cancelled or shutting down: the device stays pending
 			}
-			if err := s.record(context.WithoutCancel(ctx), j.ID, res); err != nil {
-				s.log.Error("job result not stored; the device is retried at the next start", "job", j.ID, "device", dev, "error", err)
-			}
+			results <- res
 		}()
 	}
-	inflight.Wait()
+	finish()
 	if ctx.Err() != nil {
 		return
 	}
@@ -331,9 +356,73 @@ func (s *Service) do(ctx context.Context, j Job, dev string) DeviceResult {
 	return res
 }
 
+// recordLoop stores results as they come, many in one transaction: one
+// commit (and, on SQLite, one fsync) per batch rather than per device, so a
+// fast job does not crowd out the database's other writers. A result not
+// yet stored when the hub stops leaves its device pending, to be done
+// again at the next start.
+func (s *Service) recordLoop(ctx context.Context, job string, in <-chan DeviceResult) {
+	const maxBatch, maxWait = 256, 50 * time.Millisecond
+	var batch []DeviceResult
+	tick := time.NewTicker(maxWait)
+	defer tick.Stop()
+	for {
+		select {
+		case r, ok := <-in:
+			if !ok {
+				s.recordBatch(ctx, job, batch)
+				return
+			}
+			if batch = append(batch, r); len(batch) >= maxBatch {
+				s.recordBatch(ctx, job, batch)
+				batch = batch[:0]
+			}
+		case <-tick.C:
+			s.recordBatch(ctx, job, batch)
+			batch = batch[:0]
+		}
+	}
+}
+
+// recordBatch stores results in one transaction, or one by one when that
+// fails.
+func (s *Service) recordBatch(ctx context.Context, job string, rs []DeviceResult) {
+	if len(rs) == 0 {
+		return
+	}
+	err := func() error {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		st, err := tx.PrepareContext(ctx, s.d.q(recordSQL))
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, r := range rs {
+			if _, err := st.ExecContext(ctx, r.State, r.Status, string(r.Response), r.Error, s.now().UnixMilli(), job, r.Device, DevicePending); err != nil {
+				return err
+			}
+		}
+		return tx.Commit()
+	}()
+	if err == nil {
+		return
+	}
+	for _, r := range rs {
+		if err := s.record(ctx, job, r); err != nil {
+			s.log.Error("job result not stored; the device is retried at the next start", "job", job, "device", r.Device, "error", err)
+		}
+	}
+}
+
+const recordSQL = `UPDATE jobs_devices SET state = ?, status = ?, response = ?, error = ?, at_ms = ?
+		WHERE job = ? AND device = ? AND state = ?`
+
 func (s *Service) record(ctx context.Context, job string, r DeviceResult) error {
-	_, err := s.db.ExecContext(ctx, s.d.q(`UPDATE jobs_devices SET state = ?, status = ?, response = ?, error = ?, at_ms = ?
-		WHERE job = ? AND device = ? AND state = ?`),
+	_, err := s.db.ExecContext(ctx, s.d.q(recordSQL),
 		r.State, r.Status, string(r.Response), r.Error, s.now().UnixMilli(), job, r.Device, DevicePending)
 	return err
 }

@@ -28,6 +28,13 @@ type Service struct {
 
 	mu    sync.Mutex
 	cache map[string]cached // org/id → template
+	any   map[string]anyOrg // org → whether it has templates
+}
+
+// anyOrg is a HasTemplates result, kept like cached.
+type anyOrg struct {
+	has bool
+	at  time.Time
 }
 
 // cached is a Lookup result; another hub process may change the template,
@@ -59,7 +66,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	default:
 		return nil, fmt.Errorf("%w: database driver %q is not supported; use sqlite or pgx", ErrConfig, cfg.Driver)
 	}
-	s := &Service{db: cfg.DB, d: d, now: cfg.Now, cache: map[string]cached{}}
+	s := &Service{db: cfg.DB, d: d, now: cfg.Now, cache: map[string]cached{}, any: map[string]anyOrg{}}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -289,7 +296,33 @@ func (s *Service) Lookup(ctx context.Context, org, id string) (*Template, bool, 
 func (s *Service) forget(org, id string) {
 	s.mu.Lock()
 	delete(s.cache, org+"\x00"+id)
+	delete(s.any, org)
 	s.mu.Unlock()
+}
+
+// HasTemplates reports whether org has any template, through the same
+// kind of cache as Lookup: an organization without templates then costs
+// the validation hot paths no device read at all.
+func (s *Service) HasTemplates(ctx context.Context, org string) (bool, error) {
+	now := time.Now()
+	s.mu.Lock()
+	c, hit := s.any[org]
+	s.mu.Unlock()
+	if hit && now.Sub(c.at) < cacheTTL {
+		return c.has, nil
+	}
+	var one int
+	err := s.db.QueryRowContext(ctx, s.d.q(`SELECT 1 FROM tmpl_templates WHERE org = ? LIMIT 1`), org).Scan(&one)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return false, fmt.Errorf("read the templates of %s: %w", org, err)
+	}
+	s.mu.Lock()
+	if len(s.any) > 10000 {
+		clear(s.any)
+	}
+	s.any[org] = anyOrg{has: err == nil, at: now}
+	s.mu.Unlock()
+	return err == nil, nil
 }
 
 // Counts are a device's template violations.
@@ -327,6 +360,15 @@ func (s *Service) Flag(ctx context.Context, org, device, tmpl, kind, msg string,
 		org, device, tmpl, tel, rep, cmd, msg, ms(s.now()))
 	if err != nil {
 		return fmt.Errorf("count a template violation of %s: %w", device, err)
+	}
+	return nil
+}
+
+// DeleteViolations forgets a device's violation counts (the device was
+// deleted: one created later with the same id starts clean).
+func (s *Service) DeleteViolations(ctx context.Context, org, device string) error {
+	if _, err := s.db.ExecContext(ctx, s.d.q(`DELETE FROM tmpl_violations WHERE org = ? AND device = ?`), org, device); err != nil {
+		return fmt.Errorf("delete the template violations of %s: %w", device, err)
 	}
 	return nil
 }

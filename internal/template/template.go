@@ -43,8 +43,23 @@ type Template struct {
 	Telemetry   []Telemetry `json:"telemetry"`
 	Properties  []Property  `json:"properties"`
 	Commands    []Command   `json:"commands"`
+	Anomaly     *Anomaly    `json:"anomaly,omitempty"` // nil: the hub's default detection
 	CreatedAt   time.Time   `json:"createdAt,omitzero"`
 	UpdatedAt   time.Time   `json:"updatedAt,omitzero"`
+}
+
+// Anomaly is a template's anomaly detection setting (internal/anomaly
+// reads it; zero values take that package's defaults).
+type Anomaly struct {
+	// Fields lists the numeric telemetry modelled; empty means all.
+	Fields []string `json:"fields,omitempty"`
+	// Kind is "univariate" (one model per field) or "pca" (one model over
+	// the fields together).
+	Kind string `json:"kind,omitempty"`
+	// Sensitivity in (0,1), default 0.5: higher alerts sooner.
+	Sensitivity float64 `json:"sensitivity,omitempty"`
+	// Warmup is the learning period in updates, default 400.
+	Warmup int `json:"warmup,omitempty"`
 }
 
 // Telemetry is one telemetry field a device sends.
@@ -124,6 +139,32 @@ func (t Template) Validate() error {
 		if c.Response != "" && !schemas[c.Response] {
 			return fmt.Errorf("%w: command %q has response schema %q; use double, float, integer, long, boolean, string or object", ErrInvalid, c.Name, c.Response)
 		}
+	}
+	return t.Anomaly.validate(t.Telemetry)
+}
+
+func (a *Anomaly) validate(tel []Telemetry) error {
+	if a == nil {
+		return nil
+	}
+	switch {
+	case a.Kind != "" && a.Kind != "univariate" && a.Kind != "pca":
+		return fmt.Errorf("%w: anomaly kind %q; use univariate or pca", ErrInvalid, a.Kind)
+	case !(a.Sensitivity >= 0 && a.Sensitivity < 1):
+		return fmt.Errorf("%w: anomaly sensitivity %v must be between 0 and 1 (0.5 is the default)", ErrInvalid, a.Sensitivity)
+	case a.Warmup != 0 && a.Warmup < 8:
+		return fmt.Errorf("%w: anomaly warm-up of %d updates is too short; use at least 8 (400 is the default)", ErrInvalid, a.Warmup)
+	}
+	seen := map[string]bool{}
+	for _, f := range a.Fields {
+		ok := false
+		for _, x := range tel {
+			ok = ok || (x.Name == f && numeric(x.Schema))
+		}
+		if !ok || seen[f] {
+			return fmt.Errorf("%w: anomaly field %q must be a numeric telemetry field of the template, named once", ErrInvalid, f)
+		}
+		seen[f] = true
 	}
 	return nil
 }
@@ -323,7 +364,9 @@ func isAck(m map[string]any) bool {
 }
 
 // CheckDesired validates a desired-properties patch: only writable
-// properties may be set, with values of their schema.
+// properties may be set, with values of their schema. null (removal) is
+// always allowed, so a property left over from an older template can be
+// cleared.
 func (t Template) CheckDesired(patch map[string]any) []Violation {
 	defs := make(map[string]Property, len(t.Properties))
 	for _, p := range t.Properties {
@@ -332,13 +375,16 @@ func (t Template) CheckDesired(patch map[string]any) []Violation {
 	var out []Violation
 	for _, name := range sortedKeys(patch) {
 		v := patch[name]
+		if v == nil {
+			continue
+		}
 		d, ok := defs[name]
 		switch {
 		case !ok:
 			out = append(out, Violation{"desired", name, "is not declared in the template"})
 		case !d.Writable:
 			out = append(out, Violation{"desired", name, "is read-only: only the device reports it"})
-		case v != nil:
+		default:
 			if p := checkValue(d.Schema, d.Min, d.Max, v); p != "" {
 				out = append(out, Violation{"desired", name, p})
 			}

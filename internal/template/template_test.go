@@ -95,6 +95,12 @@ func TestCheckReportedAndAck(t *testing.T) {
 	if vs := tm.CheckDesired(map[string]any{"firmware": "x"}); len(vs) != 1 || !strings.Contains(vs[0].Problem, "read-only") {
 		t.Fatalf("desired read-only: %v", vs)
 	}
+	if vs := tm.CheckDesired(map[string]any{"color": "red", "setpoint": "hot"}); len(vs) != 2 || vs[0].Name != "color" || vs[1].Name != "setpoint" {
+		t.Fatalf("desired undeclared and mistyped: %v", vs)
+	}
+	if vs := tm.CheckDesired(map[string]any{"color": nil, "firmware": nil}); len(vs) != 0 {
+		t.Fatalf("removing properties flagged: %v", vs)
+	}
 	if vs := tm.CheckCommand("reboot", []byte(`{"delay":3}`)); len(vs) != 0 {
 		t.Fatalf("good command flagged: %v", vs)
 	}
@@ -158,10 +164,20 @@ func TestStore(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if has, err := s.HasTemplates(ctx, "acme"); err != nil || has {
+				t.Fatalf("HasTemplates before any: %v %v", has, err)
+			}
 			in := pressTemplate()
 			created, err := s.Create(ctx, "acme", in)
 			if err != nil {
 				t.Fatal(err)
+			}
+			// The cached "none" is forgotten when a template is created here.
+			if has, err := s.HasTemplates(ctx, "acme"); err != nil || !has {
+				t.Fatalf("HasTemplates after create: %v %v", has, err)
+			}
+			if has, err := s.HasTemplates(ctx, "other"); err != nil || has {
+				t.Fatalf("HasTemplates of another org: %v %v", has, err)
 			}
 			if _, err := s.Create(ctx, "acme", in); !errors.Is(err, template.ErrExists) {
 				t.Fatalf("second create: %v", err)
@@ -227,6 +243,18 @@ func TestStore(t *testing.T) {
 			}
 			if c, err := s.Violations(ctx, "globex", "press-7"); err != nil || c.Telemetry != 0 {
 				t.Fatalf("other org's violations %+v %v", c, err)
+			}
+			if err := s.Flag(ctx, "globex", "press-7", "press", "telemetry", "too cold", 1); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.DeleteViolations(ctx, "acme", "press-7"); err != nil {
+				t.Fatal(err)
+			}
+			if c, err := s.Violations(ctx, "acme", "press-7"); err != nil || c.Telemetry != 0 || c.Reported != 0 || c.LastError != "" {
+				t.Fatalf("violations after DeleteViolations %+v %v", c, err)
+			}
+			if c, err := s.Violations(ctx, "globex", "press-7"); err != nil || c.Telemetry != 1 {
+				t.Fatalf("DeleteViolations touched another org's device: %+v %v", c, err)
 			}
 		})
 	}

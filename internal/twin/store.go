@@ -7,10 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/shopfloor/shopfloor/internal/sqldb"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/shopfloor/shopfloor/internal/sqldb"
 )
 
 // Config configures a Service. DB and Driver are required.
@@ -56,6 +57,12 @@ type Service struct {
 	d   dialect
 
 	lastSeq atomic.Int64
+
+	// Prepared twin statements: parsing them again on every request cost
+	// as much as running them.
+	loadStmt, updateStmt, insertStmt *sql.Stmt
+	// commits batches SQLite twin writes (see batch.go).
+	commits batcher
 }
 
 // dialect is what differs between SQLite and PostgreSQL here.
@@ -114,22 +121,46 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 			return nil, fmt.Errorf("create twin tables: %w", err)
 		}
 	}
+	var err error
+	for _, p := range []struct {
+		dst **sql.Stmt
+		q   string
+	}{
+		{&s.loadStmt, `SELECT version, tags, desired, reported, desired_version, reported_version, updated_ms
+			FROM twin_twins WHERE org = ? AND device = ?`},
+		{&s.updateStmt, `UPDATE twin_twins SET version = ?, tags = ?, desired = ?, reported = ?,
+			desired_version = ?, reported_version = ?, updated_ms = ? WHERE org = ? AND device = ? AND version = ?`},
+		{&s.insertStmt, `INSERT INTO twin_twins (org, device, version, tags, desired, reported,
+			desired_version, reported_version, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`},
+	} {
+		if *p.dst, err = s.db.PrepareContext(ctx, s.d.q(p.q)); err != nil {
+			return nil, fmt.Errorf("prepare twin statements: %w", err)
+		}
+	}
 	return s, nil
+}
+
+// stmt returns st bound to tx, or st itself outside a transaction.
+func stmt(ctx context.Context, tx *sql.Tx, st *sql.Stmt) *sql.Stmt {
+	if tx == nil {
+		return st
+	}
+	return tx.StmtContext(ctx, st)
 }
 
 // Get returns a device's twin; a device that never had one gets an empty
 // twin at version 1.
 func (s *Service) Get(ctx context.Context, org, device string) (Twin, error) {
-	t, _, err := s.load(ctx, org, device)
+	t, _, err := s.load(ctx, nil, org, device)
 	return t, err
 }
 
-func (s *Service) load(ctx context.Context, org, device string) (Twin, bool, error) {
+// load reads a twin, within tx when it is not nil.
+func (s *Service) load(ctx context.Context, tx *sql.Tx, org, device string) (Twin, bool, error) {
 	t := Twin{Org: org, DeviceID: device}
 	var tags, desired, reported string
 	var updated int64
-	err := s.db.QueryRowContext(ctx, s.d.q(`SELECT version, tags, desired, reported, desired_version, reported_version, updated_ms
-		FROM twin_twins WHERE org = ? AND device = ?`), org, device).
+	err := stmt(ctx, tx, s.loadStmt).QueryRowContext(ctx, org, device).
 		Scan(&t.Version, &tags, &desired, &reported, &t.DesiredVersion, &t.ReportedVersion, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		t.Version, t.DesiredVersion, t.ReportedVersion = 1, 1, 1
@@ -154,8 +185,9 @@ func (s *Service) load(ctx context.Context, org, device string) (Twin, bool, err
 }
 
 // save writes t if the stored version is still prev (or, for a new row,
-// no row exists); it reports whether it won.
-func (s *Service) save(ctx context.Context, t Twin, prev int64, exists bool) (bool, error) {
+// no row exists); it reports whether it won. It writes within tx when tx
+// is not nil.
+func (s *Service) save(ctx context.Context, tx *sql.Tx, t Twin, prev int64, exists bool) (bool, error) {
 	tags, err1 := json.Marshal(t.Tags)
 	des, err2 := json.Marshal(t.Desired)
 	rep, err3 := json.Marshal(t.Reported)
@@ -165,13 +197,11 @@ func (s *Service) save(ctx context.Context, t Twin, prev int64, exists bool) (bo
 	var res sql.Result
 	var err error
 	if exists {
-		res, err = s.db.ExecContext(ctx, s.d.q(`UPDATE twin_twins SET version = ?, tags = ?, desired = ?, reported = ?,
-			desired_version = ?, reported_version = ?, updated_ms = ? WHERE org = ? AND device = ? AND version = ?`),
+		res, err = stmt(ctx, tx, s.updateStmt).ExecContext(ctx,
 			t.Version, string(tags), string(des), string(rep), t.DesiredVersion, t.ReportedVersion, t.Updated.UnixMilli(),
 			t.Org, t.DeviceID, prev)
 	} else {
-		res, err = s.db.ExecContext(ctx, s.d.q(`INSERT INTO twin_twins (org, device, version, tags, desired, reported,
-			desired_version, reported_version, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`),
+		res, err = stmt(ctx, tx, s.insertStmt).ExecContext(ctx,
 			t.Org, t.DeviceID, t.Version, string(tags), string(des), string(rep), t.DesiredVersion, t.ReportedVersion, t.Updated.UnixMilli())
 	}
 	if err != nil {
@@ -184,26 +214,27 @@ func (s *Service) save(ctx context.Context, t Twin, prev int64, exists bool) (bo
 	return n == 1, nil
 }
 
-// update applies change to the current twin until it wins the optimistic
-// version check. ifMatch, when set, must name the version read.
+// update applies change to the current twin. ifMatch, when set, must
+// name the version read. On SQLite, which has one writer at a time, the
+// updates of concurrent callers are committed together (batch.go); on
+// PostgreSQL each caller writes alone and retries when it loses the
+// optimistic version check.
 func (s *Service) update(ctx context.Context, org, device, ifMatch string, change func(*Twin) error) (Twin, error) {
+	if !s.d.dollar {
+		return s.commits.do(ctx, s, org, device, ifMatch, change)
+	}
+	return s.updateAlone(ctx, org, device, ifMatch, change)
+}
+
+// updateAlone applies change until it wins the optimistic version check.
+func (s *Service) updateAlone(ctx context.Context, org, device, ifMatch string, change func(*Twin) error) (Twin, error) {
 	for {
-		cur, exists, err := s.load(ctx, org, device)
+		next, bad, ok, err := s.apply(ctx, nil, org, device, ifMatch, change)
 		if err != nil {
 			return Twin{}, err
 		}
-		if ifMatch != "" && !cur.MatchesETag(ifMatch) {
-			return Twin{}, fmt.Errorf("%w: If-Match %s does not match the twin's etag %s; read the twin again and reapply your change", ErrPrecondition, ifMatch, cur.ETag())
-		}
-		next := cur
-		if err := change(&next); err != nil {
-			return Twin{}, err
-		}
-		next.Version = cur.Version + 1
-		next.Updated = s.cfg.Now()
-		ok, err := s.save(ctx, next, cur.Version, exists)
-		if err != nil {
-			return Twin{}, err
+		if bad != nil {
+			return Twin{}, bad
 		}
 		if ok {
 			return next, nil
@@ -212,6 +243,30 @@ func (s *Service) update(ctx context.Context, org, device, ifMatch string, chang
 			return Twin{}, err
 		}
 	}
+}
+
+// apply loads the twin, applies change and saves it if the stored version
+// is still the one read (ok). bad is an error of the change itself (a bad
+// patch, a failed If-Match), err one of the database.
+func (s *Service) apply(ctx context.Context, tx *sql.Tx, org, device, ifMatch string, change func(*Twin) error) (next Twin, bad error, ok bool, err error) {
+	cur, exists, err := s.load(ctx, tx, org, device)
+	if err != nil {
+		return Twin{}, nil, false, err
+	}
+	if ifMatch != "" && !cur.MatchesETag(ifMatch) {
+		return Twin{}, fmt.Errorf("%w: If-Match %s does not match the twin's etag %s; read the twin again and reapply your change", ErrPrecondition, ifMatch, cur.ETag()), false, nil
+	}
+	next = cur
+	if err := change(&next); err != nil {
+		return Twin{}, err, false, nil
+	}
+	next.Version = cur.Version + 1
+	next.Updated = s.cfg.Now()
+	ok, err = s.save(ctx, tx, next, cur.Version, exists)
+	if err != nil {
+		return Twin{}, nil, false, err
+	}
+	return next, nil, ok, nil
 }
 
 // PatchResult is the outcome of a service patch. DesiredPatch is what

@@ -328,3 +328,92 @@ func TestTwoHubs(t *testing.T) {
 		t.Fatalf("c2d through hub B: %s", m.Payload())
 	}
 }
+
+// TestDesiredChecksTemplate: on a device with a template, a desired patch
+// may set only the template's writable properties, within schema and range
+// (as IoT Central allows); the 400 names each offending property and
+// changes nothing. A desired job records the same refusal per device.
+// Deleting a device forgets its template violations.
+func TestDesiredChecksTemplate(t *testing.T) {
+	h := testutil.StartHub(t, testutil.Options{})
+	a := h.API()
+	a.MustDo(t, http.StatusCreated, "POST", "/api/v1/templates", map[string]any{
+		"id": "oven",
+		"properties": []any{
+			map[string]any{"name": "firmware", "schema": "string"},
+			map[string]any{"name": "setpoint", "schema": "double", "writable": true, "min": 0, "max": 120},
+		},
+		"commands": []any{map[string]any{"name": "reboot", "request": "object"}},
+	}, nil)
+	a.CreateDevice(t, "oven-1", map[string]any{"template": "oven"})
+	a.CreateDevice(t, "free-1", nil)
+
+	patch := func(dev, desired string) (int, string) {
+		var body json.RawMessage
+		st := a.Do(t, "PATCH", "/api/v1/devices/"+dev+"/twin", `{"properties":{"desired":`+desired+`}}`, &body)
+		return st, string(body)
+	}
+	for _, c := range []struct{ desired, want string }{
+		{`{"color":"red"}`, `property \"color\" is not declared in the template`},
+		{`{"firmware":"9.9"}`, `property \"firmware\" is read-only`},
+		{`{"setpoint":500}`, `property \"setpoint\" is 500, above the maximum 120`},
+		{`{"setpoint":"hot","color":1}`, `property \"color\"`},
+	} {
+		st, body := patch("oven-1", c.desired)
+		if st != http.StatusBadRequest || !strings.Contains(body, c.want) || !strings.Contains(body, "template oven") {
+			t.Errorf("desired %s: status %d body %s; want 400 naming %s", c.desired, st, body, c.want)
+		}
+	}
+	var tw struct {
+		Version int64 `json:"version"`
+	}
+	a.MustDo(t, http.StatusOK, "GET", "/api/v1/devices/oven-1/twin", nil, &tw)
+	if tw.Version != 1 {
+		t.Fatalf("refused patches changed the twin: version %d", tw.Version)
+	}
+	if st, body := patch("oven-1", `{"setpoint":72.5,"color":null}`); st != http.StatusOK {
+		t.Fatalf("a writable property in range and a removal: %d %s", st, body)
+	}
+	if st, body := patch("free-1", `{"anything":{"goes":true}}`); st != http.StatusOK {
+		t.Fatalf("a device without a template takes any patch: %d %s", st, body)
+	}
+
+	var j struct {
+		ID    string `json:"id"`
+		State string `json:"state"`
+	}
+	a.MustDo(t, http.StatusAccepted, "POST", "/api/v1/jobs", map[string]any{"type": "desired",
+		"query": map[string]any{"template": "oven"}, "desired": map[string]any{"color": "blue"}, "rate": 50}, &j)
+	testutil.Eventually(t, 20*time.Second, "the job to finish", func() bool {
+		a.MustDo(t, http.StatusOK, "GET", "/api/v1/jobs/"+j.ID, nil, &j)
+		return j.State == "completed"
+	})
+	var devs struct {
+		Items []struct {
+			Device string `json:"deviceId"`
+			State  string `json:"state"`
+			Error  string `json:"error"`
+		} `json:"items"`
+	}
+	a.MustDo(t, http.StatusOK, "GET", "/api/v1/jobs/"+j.ID+"/devices", nil, &devs)
+	if len(devs.Items) != 1 || devs.Items[0].State != "failed" || !strings.Contains(devs.Items[0].Error, `property "color" is not declared`) {
+		t.Fatalf("job over the template's devices: %+v", devs.Items)
+	}
+
+	// A method payload that breaks the template is counted even though the
+	// device is offline; deleting the device forgets the count.
+	a.Do(t, "POST", "/api/v1/devices/oven-1/methods/reboot?timeout=1", "3", nil)
+	var v struct {
+		Command int64 `json:"command"`
+	}
+	a.MustDo(t, http.StatusOK, "GET", "/api/v1/devices/oven-1/template-violations", nil, &v)
+	if v.Command != 1 {
+		t.Fatalf("violations before delete: %+v", v)
+	}
+	a.MustDo(t, http.StatusNoContent, "DELETE", "/api/v1/devices/oven-1", nil, nil)
+	a.CreateDevice(t, "oven-1", map[string]any{"template": "oven"})
+	a.MustDo(t, http.StatusOK, "GET", "/api/v1/devices/oven-1/template-violations", nil, &v)
+	if v.Command != 0 {
+		t.Fatalf("a re-created device inherited the deleted one's violations: %+v", v)
+	}
+}
