@@ -105,7 +105,7 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 			return nil, fmt.Errorf("open PostgreSQL chunk store: %w", err)
 		}
 	} else {
-		st, err := sqlite.Open(ctx, filepath.Join(cfg.Data, "shopfloor.db"), logger)
+		st, err := sqlite.OpenWith(ctx, filepath.Join(cfg.Data, "shopfloor.db"), sqlite.Options{Fsync: cfg.Fsync}, logger)
 		if err != nil {
 			return nil, fmt.Errorf("open SQLite registry: %w", err)
 		}
@@ -129,7 +129,7 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 		return nil, err
 	}
 
-	h.Bus, err = bus.New(ctx, bus.Config{URL: cfg.NATS, Dir: filepath.Join(cfg.Data, "bus"), Prefix: cfg.BusPrefix, MaxBytes: int64(cfg.StreamMB) << 20}, logger)
+	h.Bus, err = bus.New(ctx, bus.Config{URL: cfg.NATS, Dir: filepath.Join(cfg.Data, "bus"), Prefix: cfg.BusPrefix, MaxBytes: int64(cfg.StreamMB) << 20, Fsync: cfg.Fsync}, logger)
 	if err != nil {
 		return nil, fmt.Errorf("start the bus: %w", err)
 	}

@@ -37,6 +37,12 @@ type Config struct {
 	MaxBytes int64
 	// Replicas for the stream on an external cluster. Default 1.
 	Replicas int
+	// Fsync makes the embedded server flush every write to disk before it
+	// acknowledges it, so acknowledged telemetry also survives a power cut.
+	// Without it JetStream flushes every two minutes: acknowledged telemetry
+	// survives a crash of the process. An external server has its own
+	// setting (sync_interval: always).
+	Fsync bool
 }
 
 func (c *Config) defaults() {
@@ -136,6 +142,7 @@ func (b *Bus) startEmbedded() error {
 		NoLog:                  true,
 		DisableJetStreamBanner: true,
 		MaxPayload:             8 << 20,
+		SyncAlways:             b.cfg.Fsync,
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {

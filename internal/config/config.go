@@ -40,6 +40,8 @@ type Config struct {
 	// IngestInflight bounds the telemetry messages being stored at once;
 	// beyond it they wait, ordered by their device's traffic class.
 	IngestInflight int `yaml:"ingest_inflight" flag:"ingest-inflight" usage:"telemetry messages stored at once; when the hub is saturated the rest wait, higher-priority traffic classes (lower ARP) first (0: 64 per CPU, at least 128)"`
+	// Fsync flushes every commit of the registry and the embedded bus to disk.
+	Fsync bool `yaml:"fsync" flag:"fsync" usage:"flush every commit (SQLite registry, embedded bus) to disk before acknowledging it, so acknowledged data also survives a power cut; slower. Without it, acknowledged data survives a crash of the hub process"`
 	// AdminToken is the bootstrap admin token on first start (env only, so it
 	// does not show in the process list).
 	AdminToken string `yaml:"-"`
@@ -81,6 +83,8 @@ func Flags(fs *pflag.FlagSet) {
 			fs.Int(name, x, usage)
 		case time.Duration:
 			fs.Duration(name, x, usage)
+		case bool:
+			fs.Bool(name, x, usage)
 		}
 	}
 }
@@ -150,6 +154,12 @@ func setField(f reflect.Value, raw string) error {
 			return fmt.Errorf("%q is not a duration like 720h", raw)
 		}
 		f.SetInt(int64(d))
+	case bool:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", raw)
+		}
+		f.SetBool(b)
 	}
 	return nil
 }

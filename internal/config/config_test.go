@@ -53,6 +53,7 @@ func TestInvalid(t *testing.T) {
 	}{
 		{[]string{"--mqtt", "1883"}, nil},
 		{nil, map[string]string{"SHOPFLOOR_MAX_PAYLOAD": "lots"}},
+		{nil, map[string]string{"SHOPFLOOR_FSYNC": "sometimes"}},
 		{[]string{"--tls-cert", "a.pem"}, nil},
 		{[]string{"--log-level", "chatty"}, nil},
 		{[]string{"--nats", "127.0.0.1:4222"}, nil},
@@ -66,5 +67,28 @@ func TestInvalid(t *testing.T) {
 	_ = os.WriteFile(file, []byte("mqqt: \":1\"\n"), 0o600)
 	if _, err := load(t, []string{"--config", file}, nil); !errors.Is(err, ErrInvalid) {
 		t.Errorf("unknown YAML key accepted: %v", err)
+	}
+}
+
+func TestFsyncSwitch(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want bool
+	}{
+		{nil, nil, false},
+		{[]string{"--fsync"}, nil, true},
+		{nil, map[string]string{"SHOPFLOOR_FSYNC": "true"}, true},
+		{[]string{"--fsync=false"}, map[string]string{"SHOPFLOOR_FSYNC": "true"}, false},
+	} {
+		c, err := load(t, tc.args, tc.env)
+		if err != nil || c.Fsync != tc.want {
+			t.Errorf("%v %v: fsync %v, err %v; want %v", tc.args, tc.env, c.Fsync, err, tc.want)
+		}
+	}
+	file := filepath.Join(t.TempDir(), "hub.yaml")
+	_ = os.WriteFile(file, []byte("fsync: true\n"), 0o600)
+	if c, err := load(t, []string{"--config", file}, nil); err != nil || !c.Fsync {
+		t.Errorf("fsync from the file: %v %v", c.Fsync, err)
 	}
 }

@@ -16,40 +16,48 @@ func TestConformance(t *testing.T) {
 }
 
 func TestOpenSettings(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "new", "dir", "registry.db")
-	s, err := sqlite.Open(t.Context(), path, nil)
-	if err != nil {
-		t.Fatalf("open in a missing directory: %v", err)
-	}
-	defer s.Close()
-	// Every pooled connection must carry the settings, so check several.
-	conns := make([]interface{ Close() error }, 0, 3)
-	for range 3 {
-		c, err := s.DB().Conn(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
-		var mode string
-		var fk, busy, sync int
-		if err := c.QueryRowContext(t.Context(), "PRAGMA journal_mode").Scan(&mode); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.QueryRowContext(t.Context(), "PRAGMA foreign_keys").Scan(&fk); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.QueryRowContext(t.Context(), "PRAGMA busy_timeout").Scan(&busy); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.QueryRowContext(t.Context(), "PRAGMA synchronous").Scan(&sync); err != nil {
-			t.Fatal(err)
-		}
-		if mode != "wal" || fk != 1 || busy != sqlite.BusyTimeoutMillis || sync != 2 {
-			t.Fatalf("connection settings: journal_mode=%s foreign_keys=%d busy_timeout=%d synchronous=%d", mode, fk, busy, sync)
-		}
-	}
-	for _, c := range conns {
-		c.Close()
+	for _, tc := range []struct {
+		name  string
+		opts  sqlite.Options
+		synch int
+	}{{"default", sqlite.Options{}, 1}, {"fsync", sqlite.Options{Fsync: true}, 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "new", "dir", "registry.db")
+			s, err := sqlite.OpenWith(t.Context(), path, tc.opts, nil)
+			if err != nil {
+				t.Fatalf("open in a missing directory: %v", err)
+			}
+			defer s.Close()
+			// Every pooled connection must carry the settings, so check several.
+			conns := make([]interface{ Close() error }, 0, 3)
+			for range 3 {
+				c, err := s.DB().Conn(t.Context())
+				if err != nil {
+					t.Fatal(err)
+				}
+				conns = append(conns, c)
+				var mode string
+				var fk, busy, sync int
+				if err := c.QueryRowContext(t.Context(), "PRAGMA journal_mode").Scan(&mode); err != nil {
+					t.Fatal(err)
+				}
+				if err := c.QueryRowContext(t.Context(), "PRAGMA foreign_keys").Scan(&fk); err != nil {
+					t.Fatal(err)
+				}
+				if err := c.QueryRowContext(t.Context(), "PRAGMA busy_timeout").Scan(&busy); err != nil {
+					t.Fatal(err)
+				}
+				if err := c.QueryRowContext(t.Context(), "PRAGMA synchronous").Scan(&sync); err != nil {
+					t.Fatal(err)
+				}
+				if mode != "wal" || fk != 1 || busy != sqlite.BusyTimeoutMillis || sync != tc.synch {
+					t.Fatalf("connection settings: journal_mode=%s foreign_keys=%d busy_timeout=%d synchronous=%d (want %d)", mode, fk, busy, sync, tc.synch)
+				}
+			}
+			for _, c := range conns {
+				c.Close()
+			}
+		})
 	}
 }
 
