@@ -156,6 +156,7 @@ type Server struct {
 	doc     []byte // the OpenAPI document, built once in New
 	metrics *httpMetrics
 	handler http.Handler
+	seen    seenDevices
 }
 
 // New builds the server and its OpenAPI document.

@@ -234,6 +234,7 @@ func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request) error {
 	if err := s.deps.Registry.DeleteDevice(r.Context(), orgOf(r), id); err != nil {
 		return err
 	}
+	s.seen.forget(id)
 	if s.deps.Presence != nil {
 		s.deps.Presence.Disconnect(id)
 	}

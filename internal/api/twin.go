@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -221,11 +222,54 @@ func (s *Server) twinDevice(r *http.Request) (string, error) {
 	if s.deps.Twins == nil {
 		return "", &httpError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "twins, methods and messages are not available on this hub"}
 	}
-	id := r.PathValue("id")
-	if _, err := s.deps.Registry.GetDevice(r.Context(), orgOf(r), id); err != nil {
+	id, org := r.PathValue("id"), orgOf(r)
+	if s.seen.has(org, id, s.now()) {
+		return id, nil
+	}
+	if _, err := s.deps.Registry.GetDevice(r.Context(), org, id); err != nil {
 		return "", err
 	}
+	s.seen.add(org, id, s.now())
 	return id, nil
+}
+
+// seenTTL is how long a device found in the registry is taken to exist by
+// the twin, method and message routes, which check it on every call. A
+// deletion through this process applies at once; one through another hub
+// process within seenTTL (its device is disconnected and its twin gone).
+const seenTTL = 5 * time.Second
+
+// seenDevices remembers devices found to exist, per organization.
+type seenDevices struct {
+	mu sync.Mutex
+	m  map[string]seenDevice // by device id
+}
+
+type seenDevice struct {
+	org   string
+	until time.Time
+}
+
+func (c *seenDevices) has(org, id string, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[id]
+	return ok && e.org == org && now.Before(e.until)
+}
+
+func (c *seenDevices) add(org, id string, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= 100_000 {
+		c.m = map[string]seenDevice{}
+	}
+	c.m[id] = seenDevice{org: org, until: now.Add(seenTTL)}
+}
+
+func (c *seenDevices) forget(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, id)
 }
 
 // twinError maps the Twins sentinels to statuses.

@@ -145,7 +145,14 @@ func TestDeleteDeviceDeletesTwin(t *testing.T) {
 	a := hub.API()
 	a.CreateDevice(t, "robot-9", nil)
 	a.MustDo(t, 200, "PATCH", "/api/v1/devices/robot-9/twin", map[string]any{"properties": map[string]any{"desired": map[string]any{"speed": 3}}}, nil)
+	// The twin routes remember that robot-9 exists; another organization
+	// still does not see it.
+	other := a.CreateOrgToken(t, "globex", "admin")
+	other.MustDo(t, 404, "GET", "/api/v1/devices/robot-9/twin", nil, nil)
+	other.MustDo(t, 404, "POST", "/api/v1/devices/robot-9/methods/reboot?timeout=1", map[string]any{}, nil)
 	a.MustDo(t, 204, "DELETE", "/api/v1/devices/robot-9", nil, nil)
+	// Deleted: at once, not when the memory of it expires.
+	a.MustDo(t, 404, "GET", "/api/v1/devices/robot-9/twin", nil, nil)
 	a.CreateDevice(t, "robot-9", nil)
 	var tw struct {
 		Properties struct {
