@@ -42,24 +42,51 @@ type FleetSummary struct {
 }
 
 type fleetCache struct {
-	mu   sync.Mutex
-	orgs map[string]*FleetSummary
+	mu       sync.Mutex
+	orgs     map[string]*FleetSummary
+	counting map[string]bool // a recount runs in the background
 }
 
-func newFleetCache() *fleetCache { return &fleetCache{orgs: map[string]*FleetSummary{}} }
+func newFleetCache() *fleetCache {
+	return &fleetCache{orgs: map[string]*FleetSummary{}, counting: map[string]bool{}}
+}
 
 // summary returns org's fleet summary, recounting it when older than
 // fleetTTL. The messages/s rate is the growth of the per-connection counters
 // of connected devices between two counts (a reconnect restarts a counter,
 // which never makes the rate negative).
+//
+// An older summary is served at once while the recount runs in the
+// background, so no page waits for a walk over every device but the very
+// first of an organization.
 func (s *Server) summary(ctx context.Context, org string) (*FleetSummary, error) {
 	s.fleet.mu.Lock()
 	prev := s.fleet.orgs[org]
-	s.fleet.mu.Unlock()
 	now := s.now()
-	if prev != nil && now.Sub(prev.At) < fleetTTL {
-		return prev, nil
+	if prev == nil {
+		s.fleet.mu.Unlock()
+		return s.recount(ctx, org, nil, now)
 	}
+	if now.Sub(prev.At) >= fleetTTL && !s.fleet.counting[org] {
+		s.fleet.counting[org] = true
+		go func() {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			if _, err := s.recount(cctx, org, prev, s.now()); err != nil {
+				s.log.Warn("console: fleet overview not recounted", "org", org, "err", err)
+			}
+			s.fleet.mu.Lock()
+			delete(s.fleet.counting, org)
+			s.fleet.mu.Unlock()
+		}()
+	}
+	s.fleet.mu.Unlock()
+	return prev, nil
+}
+
+// recount walks org's devices and stores a new summary; prev (may be nil)
+// gives the message rates and sparklines their history.
+func (s *Server) recount(ctx context.Context, org string, prev *FleetSummary, now time.Time) (*FleetSummary, error) {
 	sites, err := s.deps.Registry.ListSites(ctx, org)
 	if err != nil {
 		return nil, err
