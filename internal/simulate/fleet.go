@@ -261,8 +261,11 @@ func (f *Fleet) runDevice(ctx context.Context, d *device, connectSlots chan stru
 				f.connected.Add(1)
 			}
 		}).
-		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
-			if up.CompareAndSwap(true, false) {
+		SetConnectionLostHandler(func(c mqtt.Client, err error) {
+			// paho runs this handler on its own goroutine, so it can come
+			// after the automatic reconnect's OnConnect: then the device is
+			// connected again and stays counted.
+			if !c.IsConnectionOpen() && up.CompareAndSwap(true, false) {
 				f.connected.Add(-1)
 			}
 			f.reconnects.Add(1)
