@@ -238,6 +238,9 @@ func TestTwinMethodsMessages(t *testing.T) {
 		a.MustDo(t, 201, "POST", "/api/v1/devices/press-8/messages?ttl=1h", fmt.Sprintf("m%d", i), nil)
 		oin.wait(t, "devices/press-8/messages/devicebound/")
 	}
+	// Received is not yet completed: the PUBACK is recorded a moment later,
+	// and until then the message still counts against the limit.
+	waitState(t, a, "press-8", "delivered", 50)
 	oc.Disconnect(100)
 	for i := 0; i < 50; i++ {
 		a.MustDo(t, 201, "POST", "/api/v1/devices/press-8/messages", "queued", nil)
