@@ -271,8 +271,9 @@ func (s *Store) List(ctx context.Context, org string, f ListFilter) (RulePage, e
 
 // Update replaces the definition of rule r.ID of r.Org (name, condition,
 // severity, scope, durations, actions); Disabled is changed only by Enable
-// and Disable. The version goes up, which restarts the rule's pending and
-// firing state (windows are kept per field and duration, shared by rules).
+// and Disable. The version goes up, which restarts the rule's "for" timer
+// and hysteresis per device (an alert it has open stays known so it can
+// clear); windows belong to the device and field, shared by rules, and stay.
 func (s *Store) Update(ctx context.Context, r Rule) (Rule, error) {
 	if err := s.Check(r); err != nil {
 		return Rule{}, err
