@@ -183,7 +183,7 @@ await test("dashboards", async (page) => {
   await shot(page, "09-dashboard");
 });
 
-await test("connectivity-and-placeholders", async (page) => {
+await test("connectivity-rules-templates", async (page) => {
   await timedGoto(page, "/connectivity");
   const sims = await page.getByTestId("sims").innerText();
   check(sims.includes("8944000000000000019") && sims.includes("INVENTORY") && sims.includes("AGV north 1"), "connectivity lists the SIM with its state");
