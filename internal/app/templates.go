@@ -147,15 +147,9 @@ func (h *Hub) checkDesired(ctx context.Context, d registry.Device, patch []byte)
 	if d.Template == "" {
 		return nil
 	}
-	t, ok, err := h.tmpl.svc.Lookup(ctx, d.Org, d.Template)
-	if err != nil || !ok {
-		return err
-	}
-	dec := json.NewDecoder(bytes.NewReader(patch))
-	dec.UseNumber()
-	var m map[string]any
-	if err := dec.Decode(&m); err != nil {
-		return nil // not an object: the twin store refuses it with its own message
+	t, m, ok, err := h.templatePatch(ctx, d.Org, d.Template, patch)
+	if !ok {
+		return err // no template, or not an object: the twin store refuses that with its own message
 	}
 	vs := t.CheckDesired(m)
 	if len(vs) == 0 {
@@ -185,6 +179,23 @@ func (h *Hub) checkDesiredOf(ctx context.Context, org, device string, patch []by
 	return h.checkDesired(ctx, d, patch)
 }
 
+// templatePatch looks up a device's template and decodes a twin patch for
+// checking against it; ok is false when there is no such template or the
+// patch is not a JSON object.
+func (h *Hub) templatePatch(ctx context.Context, org, name string, patch []byte) (*template.Template, map[string]any, bool, error) {
+	t, ok, err := h.tmpl.svc.Lookup(ctx, org, name)
+	if err != nil || !ok {
+		return nil, nil, false, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(patch))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, nil, false, nil
+	}
+	return t, m, true, nil
+}
+
 func (h *Hub) checkReported(ctx context.Context, org, device string, patch []byte) error {
 	if has, err := h.tmpl.svc.HasTemplates(ctx, org); err != nil || !has {
 		return err
@@ -193,15 +204,9 @@ func (h *Hub) checkReported(ctx context.Context, org, device string, patch []byt
 	if err != nil || d.Template == "" {
 		return err
 	}
-	t, ok, err := h.tmpl.svc.Lookup(ctx, org, d.Template)
-	if err != nil || !ok {
+	t, m, ok, err := h.templatePatch(ctx, org, d.Template, patch)
+	if !ok {
 		return err
-	}
-	dec := json.NewDecoder(bytes.NewReader(patch))
-	dec.UseNumber()
-	var m map[string]any
-	if err := dec.Decode(&m); err != nil {
-		return nil // the twin store accepted it, so it is an object
 	}
 	vs := t.CheckReported(m)
 	if len(vs) == 0 {

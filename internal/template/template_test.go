@@ -2,10 +2,8 @@ package template_test
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -134,29 +132,8 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-func openDBs(t *testing.T) map[string]func(t *testing.T) (*sql.DB, string) {
-	return map[string]func(t *testing.T) (*sql.DB, string){
-		"sqlite": func(t *testing.T) (*sql.DB, string) {
-			db, err := sql.Open("sqlite", filepath.Join(t.TempDir(), "t.db")+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { db.Close() })
-			return db, "sqlite"
-		},
-		"postgres": func(t *testing.T) (*sql.DB, string) {
-			db, err := sql.Open("pgx", storetest.PostgresDSN(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { db.Close() })
-			return db, "pgx"
-		},
-	}
-}
-
 func TestStore(t *testing.T) {
-	for name, open := range openDBs(t) {
+	for name, open := range storetest.DBs() {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			db, driver := open(t)

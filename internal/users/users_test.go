@@ -2,9 +2,7 @@ package users_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,29 +16,8 @@ import (
 	"github.com/shopfloor/shopfloor/internal/users"
 )
 
-func backends() map[string]func(t *testing.T) (*sql.DB, string) {
-	return map[string]func(t *testing.T) (*sql.DB, string){
-		"sqlite": func(t *testing.T) (*sql.DB, string) {
-			db, err := sql.Open("sqlite", filepath.Join(t.TempDir(), "t.db")+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { db.Close() })
-			return db, "sqlite"
-		},
-		"postgres": func(t *testing.T) (*sql.DB, string) {
-			db, err := sql.Open("pgx", storetest.PostgresDSN(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { db.Close() })
-			return db, "pgx"
-		},
-	}
-}
-
 func TestUsersAndSessions(t *testing.T) {
-	for name, open := range backends() {
+	for name, open := range storetest.DBs() {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			db, driver := open(t)

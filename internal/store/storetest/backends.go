@@ -147,3 +147,28 @@ func OpenStore(t testing.TB, b Backend) Store {
 	})
 	return s
 }
+
+// DBs opens an empty database per backend for modules that keep their own
+// tables in the registry's database (templates, users, …): each function
+// returns the database and its database/sql driver name, closes it when t
+// ends, and (for PostgreSQL) skips t when no test server is configured.
+func DBs() map[string]func(t testing.TB) (*sql.DB, string) {
+	return map[string]func(t testing.TB) (*sql.DB, string){
+		"sqlite": func(t testing.TB) (*sql.DB, string) {
+			db, err := sql.Open("sqlite", filepath.Join(t.TempDir(), "t.db")+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			return db, "sqlite"
+		},
+		"postgres": func(t testing.TB) (*sql.DB, string) {
+			db, err := sql.Open("pgx", PostgresDSN(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			return db, "pgx"
+		},
+	}
+}
