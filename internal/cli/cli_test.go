@@ -39,21 +39,30 @@ type hub struct {
 	promOrg []string
 }
 
-func newHub(t *testing.T) *hub {
+// testRegistry is the real registry service on a SQLite file in t's
+// temporary directory, bootstrapped; it returns the store, the service and
+// the operator admin token.
+func testRegistry(t *testing.T) (*sqlite.Store, *registry.Service, string) {
 	t.Helper()
-	// The real registry service on SQLite; telemetry and presence are the
-	// in-memory stand-ins.
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "registry.db"), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	h := &hub{reg: registry.New(st, slog.New(slog.DiscardHandler)), tel: apitest.NewTelemetry(), pres: apitest.NewPresence()}
-	_, secret, err := h.reg.Bootstrap(context.Background(), "")
+	reg := registry.New(st, slog.New(slog.DiscardHandler))
+	_, secret, err := reg.Bootstrap(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.admin = secret
+	return st, reg, secret
+}
+
+func newHub(t *testing.T) *hub {
+	t.Helper()
+	// The real registry service on SQLite; telemetry and presence are the
+	// in-memory stand-ins.
+	_, reg, secret := testRegistry(t)
+	h := &hub{reg: reg, tel: apitest.NewTelemetry(), pres: apitest.NewPresence(), admin: secret}
 	srv, err := api.New(api.Deps{
 		Registry: h.reg, Telemetry: h.tel, Presence: h.pres,
 		SASToken: func(host, id, key string, exp time.Time) (string, error) {

@@ -3,7 +3,6 @@ package cli_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -13,8 +12,6 @@ import (
 	"github.com/shopfloor/shopfloor/internal/api"
 	"github.com/shopfloor/shopfloor/internal/cli"
 	"github.com/shopfloor/shopfloor/internal/connectivity"
-	"github.com/shopfloor/shopfloor/internal/registry"
-	"github.com/shopfloor/shopfloor/internal/store/sqlite"
 )
 
 // connHub serves the API with the real registry and connectivity service,
@@ -22,16 +19,7 @@ import (
 func connHub(t *testing.T) (string, string) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "registry.db"), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	reg := registry.New(st, slog.New(slog.DiscardHandler))
-	_, secret, err := reg.Bootstrap(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, reg, secret := testRegistry(t)
 	svc, err := connectivity.New(ctx, connectivity.Options{DB: st.DB(), Dialect: connectivity.SQLite})
 	if err != nil {
 		t.Fatal(err)

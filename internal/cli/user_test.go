@@ -3,9 +3,7 @@ package cli_test
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +13,6 @@ import (
 	"github.com/shopfloor/shopfloor/internal/api"
 	"github.com/shopfloor/shopfloor/internal/cli"
 	"github.com/shopfloor/shopfloor/internal/registry"
-	"github.com/shopfloor/shopfloor/internal/store/sqlite"
 	"github.com/shopfloor/shopfloor/internal/users"
 )
 
@@ -43,16 +40,7 @@ func (a usersAdapter) DeleteUser(ctx context.Context, org, id string) error {
 func TestUserAddListDelete(t *testing.T) {
 	isolate(t)
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "registry.db"), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	reg := registry.New(st, slog.New(slog.DiscardHandler))
-	_, admin, err := reg.Bootstrap(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, reg, admin := testRegistry(t)
 	us, err := users.New(ctx, users.Config{DB: st.DB(), Driver: "sqlite", Cost: bcrypt.MinCost})
 	if err != nil {
 		t.Fatal(err)
