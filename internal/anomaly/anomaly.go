@@ -3,6 +3,7 @@ package anomaly
 import (
 	"encoding"
 	"errors"
+	"fmt"
 	"math"
 )
 
@@ -120,4 +121,20 @@ func sortContributions(c []Contribution) {
 			c[j], c[j-1] = c[j-1], c[j]
 		}
 	}
+}
+
+// baseDefaults fills and checks the settings every detector has: the
+// sensitivity (default 0.5, strictly between 0 and 1) and the warm-up
+// (default 400 points).
+func baseDefaults(sensitivity *float64, warmup *int) error {
+	if *sensitivity == 0 {
+		*sensitivity = 0.5
+	}
+	if !(*sensitivity > 0 && *sensitivity < 1) {
+		return fmt.Errorf("%w: sensitivity %v must be between 0 and 1 (0.5 is the default)", ErrConfig, *sensitivity)
+	}
+	if *warmup == 0 {
+		*warmup = 400
+	}
+	return nil
 }

@@ -39,14 +39,8 @@ func (c *ChangepointConfig) withDefaults() (ChangepointConfig, error) {
 	if len(o.Fields) == 0 {
 		return o, fmt.Errorf("%w: a changepoint model needs at least one field", ErrConfig)
 	}
-	if o.Sensitivity == 0 {
-		o.Sensitivity = 0.5
-	}
-	if !(o.Sensitivity > 0 && o.Sensitivity < 1) {
-		return o, fmt.Errorf("%w: sensitivity %v must be between 0 and 1 (0.5 is the default)", ErrConfig, o.Sensitivity)
-	}
-	if o.Warmup == 0 {
-		o.Warmup = 400
+	if err := baseDefaults(&o.Sensitivity, &o.Warmup); err != nil {
+		return o, err
 	}
 	if o.Warmup < 8 {
 		return o, fmt.Errorf("%w: warm-up must be at least 8 points", ErrConfig)

@@ -45,14 +45,8 @@ func (t Template) normalized() (Template, error) {
 	if o.Kind != KindPCA && o.Kind != KindUnivariate {
 		return o, fmt.Errorf("%w: unknown detector kind %q; use %q or %q", ErrConfig, o.Kind, KindPCA, KindUnivariate)
 	}
-	if o.Sensitivity == 0 {
-		o.Sensitivity = 0.5
-	}
-	if !(o.Sensitivity > 0 && o.Sensitivity < 1) {
-		return o, fmt.Errorf("%w: sensitivity %v must be between 0 and 1 (0.5 is the default)", ErrConfig, o.Sensitivity)
-	}
-	if o.Warmup == 0 {
-		o.Warmup = 400
+	if err := baseDefaults(&o.Sensitivity, &o.Warmup); err != nil {
+		return o, err
 	}
 	seen := make(map[string]bool, len(o.Fields))
 	for _, f := range o.Fields {

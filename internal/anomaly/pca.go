@@ -45,14 +45,8 @@ func (c *PCAConfig) withDefaults() (PCAConfig, error) {
 	if len(o.Fields) > 256 {
 		return o, fmt.Errorf("%w: %d fields is too many for one model (max 256); split the template", ErrConfig, len(o.Fields))
 	}
-	if o.Sensitivity == 0 {
-		o.Sensitivity = 0.5
-	}
-	if !(o.Sensitivity > 0 && o.Sensitivity < 1) {
-		return o, fmt.Errorf("%w: sensitivity %v must be between 0 and 1 (0.5 is the default)", ErrConfig, o.Sensitivity)
-	}
-	if o.Warmup == 0 {
-		o.Warmup = 400
+	if err := baseDefaults(&o.Sensitivity, &o.Warmup); err != nil {
+		return o, err
 	}
 	if o.Warmup < 2*len(o.Fields)+4 {
 		return o, fmt.Errorf("%w: warm-up of %d points is too short for %d fields; use at least %d", ErrConfig, o.Warmup, len(o.Fields), 2*len(o.Fields)+4)

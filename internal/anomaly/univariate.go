@@ -38,14 +38,8 @@ func (c *UnivariateConfig) withDefaults() (UnivariateConfig, error) {
 	if o.Field == "" {
 		o.Field = "value"
 	}
-	if o.Sensitivity == 0 {
-		o.Sensitivity = 0.5
-	}
-	if !(o.Sensitivity > 0 && o.Sensitivity < 1) {
-		return o, fmt.Errorf("%w: sensitivity %v must be between 0 and 1 (0.5 is the default)", ErrConfig, o.Sensitivity)
-	}
-	if o.Warmup == 0 {
-		o.Warmup = 400
+	if err := baseDefaults(&o.Sensitivity, &o.Warmup); err != nil {
+		return o, err
 	}
 	if o.Window == 0 {
 		o.Window = 20
