@@ -784,9 +784,13 @@ func (ev *evaluator) run(org string, c *compiled, d *deviceState, rs *ruleState,
 			return res, true
 		}
 	}
-	for k, i := range c.fieldI {
-		if d.isNum[i] && !d.strEnv[i] {
-			d.setNum(p.fields[k], d.num[i]) // a fast condition's fields live in num only
+	if p.fast != nil {
+		// A fast condition fell back (a field holds text): its number
+		// fields live in num only, so give them to the VM's env.
+		for k, i := range c.fieldI {
+			if d.isNum[i] && !d.strEnv[i] {
+				d.setNum(p.fields[k], d.num[i])
+			}
 		}
 	}
 	for i := range p.aggs {
