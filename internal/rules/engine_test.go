@@ -506,3 +506,20 @@ func TestFieldTypeChangesAndRestart(t *testing.T) {
 		t.Fatalf("%d alerts still active after the value fell", n)
 	}
 }
+
+// TestReloadKeepsFieldValues: a value only fast conditions read survives a
+// rule change, and a condition the VM evaluates that is added later sees it.
+func TestReloadKeepsFieldValues(t *testing.T) {
+	h := sqliteHarness(t, nil)
+	h.rule(Rule{Name: "hot", Condition: "temperature > 80"})
+	h.send(msg("m1", t0, "temperature", 90))
+	h.rule(Rule{Name: "hot and pressurised", Condition: `temperature > 85 && pressure >= 0 || device == "none"`})
+	h.send(msg("m1", t0.Add(time.Second), "pressure", 1))
+	names := map[string]bool{}
+	for _, a := range h.active() {
+		names[a.RuleName] = true
+	}
+	if !names["hot"] || !names["hot and pressurised"] {
+		t.Fatalf("active %v: the new rule must see the temperature sent before it existed", names)
+	}
+}

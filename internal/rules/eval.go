@@ -208,9 +208,25 @@ func (d *deviceState) layout(o *orgState, gen int) {
 	if d.wgen == gen && len(d.wins) == len(o.wspecs) && len(d.known) == len(o.fnames) && len(d.states) == len(o.rules) {
 		return
 	}
+	// Numbers only fast conditions read live in num, not the env: carry
+	// them over by name, and put them in the env for the VM where a
+	// condition it evaluates reads them now.
+	last := make(map[string]float64, len(d.fnames))
+	for i, f := range d.fnames {
+		if d.isNum[i] {
+			last[f] = d.num[i]
+		}
+	}
 	n := len(o.fnames)
 	d.fnames, d.num, d.isNum, d.known, d.strEnv = o.fnames, make([]float64, n), make([]bool, n), make([]bool, n), make([]bool, n)
 	for i, f := range o.fnames {
+		if v, ok := last[f]; ok {
+			d.num[i], d.isNum[i], d.known[i] = v, true, true
+			if o.vm[i] {
+				d.setNum(f, v)
+			}
+			continue
+		}
 		switch v := d.env[f].(type) {
 		case float64:
 			d.num[i], d.isNum[i], d.known[i] = v, true, true
