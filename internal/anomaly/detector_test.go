@@ -63,7 +63,9 @@ func TestUnivariateDetectsFaults(t *testing.T) {
 	}{
 		{synth.Spike, 12, 1, []Reason{ReasonSpike}},
 		{synth.Shift, 4, 20, []Reason{ReasonShift, ReasonSpike}},
-		{synth.Drift, 8, 600, []Reason{ReasonShift, ReasonSpike}},
+		// 20 σ over the last 1,000 rows: 0.02 σ a row. Slower drift is
+		// learned as wander (TestUnivariateSlowDriftIsWander).
+		{synth.Drift, 20, 300, []Reason{ReasonShift, ReasonSpike}},
 		{synth.Variance, 4, 40, []Reason{ReasonSpread, ReasonShift, ReasonSpike}},
 		{synth.Stuck, 0, 30, []Reason{ReasonStuck, ReasonShift}},
 	}

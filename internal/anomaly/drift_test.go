@@ -74,3 +74,29 @@ func TestUnivariateAlertClearsAfterRegimeChange(t *testing.T) {
 		t.Fatalf("%d alarms in the %d points from 10,000 after a change of regime: learning stalled while alerting", late, rest)
 	}
 }
+
+// A drift of 8 σ over 1,000 points (the pace at which SKAB's anomaly-free
+// pump's vibration wanders) is learned as wander and stays quiet; without
+// the wander term the same series alerts.
+func TestUnivariateSlowDriftIsWander(t *testing.T) {
+	vals, _ := synth.Series(synth.Spec{N: 2000, Level: 50, Noise: 2, Fault: synth.Drift, At: 1000, Size: 8, Seed: 7})
+	alerts := func(wander float64) int {
+		u, err := NewUnivariate(UnivariateConfig{Field: "vibration", Wander: wander})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, r := range runUni(t, u, vals) {
+			if r.Alert {
+				n++
+			}
+		}
+		return n
+	}
+	if n := alerts(0); n != 0 {
+		t.Errorf("default detector: %d alert points on a slow drift, want none", n)
+	}
+	if n := alerts(-1); n == 0 {
+		t.Errorf("without wander: no alert on the drift; the test no longer tells the two apart")
+	}
+}

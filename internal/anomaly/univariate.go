@@ -31,6 +31,19 @@ type UnivariateConfig struct {
 	// Default 1. Each statistic's limit is the larger of this and a fixed
 	// floor for well-behaved noise.
 	Margin float64
+	// Wander is how fast the detector learns how far the short-window level
+	// normally strays from the long-run level, as a fraction of the level's
+	// own learning rate. Real machines wander more slowly than their point
+	// noise suggests (a pump's vibration moves by several noise sd over an
+	// hour of normal running); the shift statistic divides by point noise
+	// plus this learned wander, so a field that wanders needs a larger move
+	// to alert. Alerting points do not teach it. Default 0.25; negative
+	// turns it off (the statistic then assumes independent noise).
+	Wander float64
+	// Persist is how many points in a row must be above the alert level
+	// before an alert starts, unless one is twice above it. Default 30;
+	// 1 alerts on the first point.
+	Persist int
 }
 
 func (c *UnivariateConfig) withDefaults() (UnivariateConfig, error) {
@@ -55,6 +68,18 @@ func (c *UnivariateConfig) withDefaults() (UnivariateConfig, error) {
 	}
 	if o.Margin == 0 {
 		o.Margin = 1
+	}
+	if o.Wander == 0 {
+		o.Wander = 0.25
+	}
+	if o.Wander < 0 {
+		o.Wander = -1
+	}
+	if o.Persist == 0 {
+		o.Persist = 30
+	}
+	if o.Persist < 1 {
+		return o, fmt.Errorf("%w: persist must be at least 1 point", ErrConfig)
 	}
 	if o.HalfLife < 1 || o.AlertHalfLife < 1 || o.Margin < 0 {
 		return o, fmt.Errorf("%w: half-life and margin must be positive", ErrConfig)
@@ -126,7 +151,10 @@ type Univariate struct {
 	prev  float64
 	run   int64
 	alert bool    // the previous scored point was in alert (hysteresis)
+	above int64   // points in a row above the alert level
 	eq    float64 // probability that a value repeats the previous one
+	dm    float64 // short-window level minus long-run level at the last scored point
+	w2    float64 // learned wander: variance of dm beyond what point noise explains
 	cal   [nStats]tail
 	limit [nStats]float64
 }
@@ -202,8 +230,9 @@ func (u *Univariate) observe(v float64, res *Result) {
 		cv := math.Max(math.Min(v, u.mean+4*sd), u.mean-4*sd)
 		u.smean += u.beta * (cv - u.smean)
 		dm := u.smean - u.mean
+		u.dm = dm
 		nw := float64(u.cfg.Window)
-		stats[statShift] = nw * dm * dm / (sd * sd)
+		stats[statShift] = dm * dm / (sd*sd/nw + u.w2)
 
 		// Spread compares the short-window and long-run mean of half the
 		// squared successive difference, a variance estimate that a step
@@ -245,7 +274,14 @@ func (u *Univariate) observe(v float64, res *Result) {
 			if u.alert {
 				need *= hysteresis
 			}
-			res.Alert = best >= need
+			if best >= need {
+				u.above++
+			} else {
+				u.above = 0
+			}
+			// Like the run rules of control charts: a point far beyond the
+			// level alerts at once, a moderate excess must persist.
+			res.Alert = u.above > 0 && (u.alert || u.above >= int64(u.cfg.Persist) || best >= immediate*need)
 			u.alert = res.Alert
 			if best > 0 {
 				res.Contributions = append(res.Contributions, Contribution{Field: u.cfg.Field, Share: 1, Reason: statReason(arg)})
@@ -261,6 +297,18 @@ func (u *Univariate) observe(v float64, res *Result) {
 		if res.Alert {
 			a = u.alphaA
 		}
+	}
+	if fitted && u.cfg.Wander > 0 && u.calN > int64(u.cfg.Window) && !res.Alert {
+		// Wander is learned from calibration on (exact mean), then at a
+		// fraction of the level's rate, never from alerting points, so a
+		// fault does not widen its own band.
+		sd := u.sd()
+		ex := math.Max(u.dm*u.dm-sd*sd/float64(u.cfg.Window), 0)
+		wa := a * u.cfg.Wander
+		if !warm {
+			wa = 1 / float64(u.calN)
+		}
+		u.w2 += wa * (ex - u.w2)
 	}
 	lv := v
 	if fitted {
@@ -306,7 +354,11 @@ func (u *Univariate) observe(v float64, res *Result) {
 // hysteresis is the fraction of the alert limit below which an alert ends.
 const hysteresis = 0.7
 
-const univariateVersion = 2
+// immediate is how many times the alert level a statistic must reach to
+// alert without waiting for Persist points in a row.
+const immediate = 2
+
+const univariateVersion = 3
 
 // MarshalBinary implements encoding.BinaryMarshaler.
 func (u *Univariate) MarshalBinary() ([]byte, error) {
@@ -318,12 +370,15 @@ func (u *Univariate) MarshalBinary() ([]byte, error) {
 	e.i64(int64(u.cfg.HalfLife))
 	e.i64(int64(u.cfg.AlertHalfLife))
 	e.f64(u.cfg.Margin)
+	e.f64(u.cfg.Wander)
+	e.i64(int64(u.cfg.Persist))
 	e.i64(u.n)
 	e.i64(u.calN)
-	for _, v := range []float64{u.mean, u.vr, u.smean, u.svar, u.dvar, u.prev, u.eq} {
+	for _, v := range []float64{u.mean, u.vr, u.smean, u.svar, u.dvar, u.prev, u.eq, u.dm, u.w2} {
 		e.f64(v)
 	}
 	e.i64(u.run)
+	e.i64(u.above)
 	if u.alert {
 		e.i64(1)
 	} else {
@@ -342,17 +397,18 @@ func (u *Univariate) UnmarshalBinary(b []byte) error {
 	d := decoder{b: b}
 	d.header("univariate", univariateVersion)
 	field := d.str()
-	warm, win, hl, ahl, margin := d.i64(), d.i64(), d.i64(), d.i64(), d.f64()
+	warm, win, hl, ahl, margin, wander, persist := d.i64(), d.i64(), d.i64(), d.i64(), d.f64(), d.f64(), d.i64()
 	if d.err != nil {
 		return d.err
 	}
-	if field != u.cfg.Field || warm != int64(u.cfg.Warmup) || win != int64(u.cfg.Window) || hl != int64(u.cfg.HalfLife) || ahl != int64(u.cfg.AlertHalfLife) || margin != u.cfg.Margin {
+	if field != u.cfg.Field || warm != int64(u.cfg.Warmup) || win != int64(u.cfg.Window) || hl != int64(u.cfg.HalfLife) || ahl != int64(u.cfg.AlertHalfLife) || margin != u.cfg.Margin || wander != u.cfg.Wander || persist != int64(u.cfg.Persist) {
 		return fmt.Errorf("%w: the snapshot was taken with a different field or model settings; the model will relearn", ErrSnapshot)
 	}
 	var t Univariate = *u
 	t.n, t.calN = d.i64(), d.i64()
-	t.mean, t.vr, t.smean, t.svar, t.dvar, t.prev, t.eq = d.f64(), d.f64(), d.f64(), d.f64(), d.f64(), d.f64(), d.f64()
+	t.mean, t.vr, t.smean, t.svar, t.dvar, t.prev, t.eq, t.dm, t.w2 = d.f64(), d.f64(), d.f64(), d.f64(), d.f64(), d.f64(), d.f64(), d.f64(), d.f64()
 	t.run = d.i64()
+	t.above = d.i64()
 	t.alert = d.i64() == 1
 	for i := 0; i < nStats; i++ {
 		t.cal[i].decode(&d)
@@ -361,7 +417,7 @@ func (u *Univariate) UnmarshalBinary(b []byte) error {
 	if err := d.done(); err != nil {
 		return err
 	}
-	if t.n < 0 || t.run < 0 {
+	if t.n < 0 || t.run < 0 || t.above < 0 || t.w2 < 0 {
 		return fmt.Errorf("%w: negative counters", ErrSnapshot)
 	}
 	*u = t

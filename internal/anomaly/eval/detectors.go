@@ -21,6 +21,8 @@ type ModelOptions struct {
 	Drift         float64 // changepoint: CUSUM reference value k, in noise sd
 	Floor         float64 // changepoint: lowest CUSUM limit h, in noise sd
 	Refractory    int     // changepoint: points after a report with no other
+	Wander        float64 // univariate: learning rate of the level's wander (negative: off)
+	Persist       int     // univariate: points in a row above the level before an alert
 }
 
 // detectorNames maps names to a one-line description.
@@ -72,7 +74,7 @@ func newDetector(name string, fields []string, warmup int, sens float64, m Model
 	case "changepoint":
 		return anomaly.NewChangepoint(anomaly.ChangepointConfig{Fields: fields, Warmup: warmup, Sensitivity: sens, Drift: m.Drift, Floor: m.Floor, Refractory: m.Refractory, Margin: m.Margin})
 	case "univariate":
-		return anomaly.NewFieldwise(fields, anomaly.UnivariateConfig{Warmup: warmup, Sensitivity: sens, Margin: m.Margin, Window: m.Window, HalfLife: m.HalfLife, AlertHalfLife: m.AlertHalfLife})
+		return anomaly.NewFieldwise(fields, anomaly.UnivariateConfig{Warmup: warmup, Sensitivity: sens, Margin: m.Margin, Window: m.Window, HalfLife: m.HalfLife, AlertHalfLife: m.AlertHalfLife, Wander: m.Wander, Persist: m.Persist})
 	}
 	return nil, fmt.Errorf("%w: unknown detector %q; choose one of:\n%s", ErrData, name, DetectorHelp())
 }
