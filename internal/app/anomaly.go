@@ -47,6 +47,10 @@ type anomalySet struct {
 	tmu     sync.Mutex
 	applied map[anomaly.Key]template.Anomaly // Key{Org, Device: template id}
 	pending []byte                           // snapshot read at open, restored at run
+
+	// ds and samples belong to the one consumer goroutine that scores.
+	ds      anomaly.DeviceScore
+	samples []tsdb.Sample
 }
 
 type deviceAnomaly struct {
@@ -103,7 +107,14 @@ func (h *Hub) runAnomaly(ctx context.Context, g *errgroup.Group) {
 	}
 	a.restore(ctx)
 	g.Go(func() error {
-		err := h.Bus.Consume(ctx, "anomaly", bus.ConsumeOptions{FromNow: true}, a.handle)
+		var err error
+		if h.rules != nil {
+			// The rules consumer scores each message before evaluating it
+			// (anomalyBefore); waiting here keeps the snapshot for the end.
+			<-ctx.Done()
+		} else {
+			err = h.Bus.Consume(ctx, "anomaly", bus.ConsumeOptions{FromNow: true}, a.handle)
+		}
 		if serr := a.save(); serr != nil {
 			h.log.Error("save anomaly snapshot", "err", serr)
 		}
@@ -111,31 +122,61 @@ func (h *Hub) runAnomaly(ctx context.Context, g *errgroup.Group) {
 	})
 }
 
-// handle scores a batch and stores the scores; it is a bus.Handler.
-func (a *anomalySet) handle(ctx context.Context, batch []*bus.Telemetry) error {
-	var ds anomaly.DeviceScore
-	samples := make([]tsdb.Sample, 0, len(batch))
-	for _, t := range batch {
-		if len(t.Num) == 0 {
-			continue
-		}
-		a.syncTemplate(ctx, t.Org, t.Template)
-		if err := a.mgr.Observe(anomaly.Update{Org: t.Org, Device: t.Device, Template: t.Template, Time: time.UnixMilli(t.TS), Values: t.Num}, &ds); err != nil {
-			if errors.Is(err, anomaly.ErrTooManyDevices) {
-				continue
-			}
-			return fmt.Errorf("score %s: %w", t.Device, err)
-		}
-		if ds.Late {
-			continue
-		}
-		a.remember(ds)
-		if !ds.Warm {
-			continue // no score while learning
-		}
-		samples = append(samples, tsdb.Sample{Labels: scoreLabels(t), T: t.TS, V: ds.Score})
+// anomalyBefore is the rules engine's Before hook: it scores each message
+// just before the rules see it. nil when detection is off.
+func (h *Hub) anomalyBefore() func(context.Context, *bus.Telemetry) {
+	a := h.anomaly
+	if a == nil {
+		return nil
 	}
-	return a.tsdb.Append(ctx, samples)
+	return func(ctx context.Context, t *bus.Telemetry) {
+		if err := a.score(ctx, t); err != nil {
+			a.log.Warn("anomaly: update not scored", "device", t.Device, "err", err)
+		}
+	}
+}
+
+// handle scores a batch and stores the scores; it is a bus.Handler, used
+// when the rules engine is off.
+func (a *anomalySet) handle(ctx context.Context, batch []*bus.Telemetry) error {
+	for _, t := range batch {
+		if err := a.score(ctx, t); err != nil {
+			return err
+		}
+	}
+	return a.flush(ctx)
+}
+
+// score observes one update and keeps its score for flush.
+func (a *anomalySet) score(ctx context.Context, t *bus.Telemetry) error {
+	if len(t.Num) == 0 {
+		return nil
+	}
+	a.syncTemplate(ctx, t.Org, t.Template)
+	if err := a.mgr.Observe(anomaly.Update{Org: t.Org, Device: t.Device, Template: t.Template, Time: time.UnixMilli(t.TS), Values: t.Num}, &a.ds); err != nil {
+		if errors.Is(err, anomaly.ErrTooManyDevices) {
+			return nil
+		}
+		return fmt.Errorf("score %s: %w", t.Device, err)
+	}
+	if a.ds.Late {
+		return nil
+	}
+	a.remember(a.ds)
+	if a.ds.Warm { // no score while learning
+		a.samples = append(a.samples, tsdb.Sample{Labels: scoreLabels(t), T: t.TS, V: a.ds.Score})
+	}
+	return nil
+}
+
+// flush stores the scores kept since the last flush.
+func (a *anomalySet) flush(ctx context.Context) error {
+	if len(a.samples) == 0 {
+		return nil
+	}
+	err := a.tsdb.Append(ctx, a.samples)
+	a.samples = a.samples[:0]
+	return err
 }
 
 // syncTemplate gives the manager a template's anomaly setting (fields,

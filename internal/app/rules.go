@@ -76,7 +76,7 @@ func (h *Hub) openRules(ctx context.Context) error {
 	pubs.ps = alerts.Publishers{rs.dispatch, alertBus{nc: h.Bus.Conn(), prefix: h.busPrefix()}}
 	if rs.engine, err = rules.NewEngine(ctx, rules.Config{
 		Store: rs.store, Alerts: rs.alerts, Directory: rs.dir, History: rs.history, Logger: h.log,
-		Anomaly: h.anomalyScorer(),
+		Anomaly: h.anomalyScorer(), Before: h.anomalyBefore(),
 	}); err != nil {
 		return fmt.Errorf("start the rules engine: %w", err)
 	}
@@ -98,8 +98,17 @@ func (h *Hub) runRules(ctx context.Context, g *errgroup.Group) {
 	if rs == nil {
 		return
 	}
+	handle := rs.engine.Handle
+	if a := h.anomaly; a != nil {
+		// The engine's Before hook has scored each message; store the
+		// scores once the batch is evaluated.
+		handle = func(ctx context.Context, batch []*bus.Telemetry) error {
+			err := rs.engine.Handle(ctx, batch)
+			return errors.Join(err, a.flush(ctx))
+		}
+	}
 	g.Go(func() error {
-		err := h.Bus.Consume(ctx, rulesConsumer, bus.ConsumeOptions{FromNow: true}, rs.engine.Handle)
+		err := h.Bus.Consume(ctx, rulesConsumer, bus.ConsumeOptions{FromNow: true}, handle)
 		if err != nil {
 			return fmt.Errorf("rules consumer: %w", err)
 		}

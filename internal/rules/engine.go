@@ -23,9 +23,14 @@ type Config struct {
 
 	Directory DeviceDirectory // optional: tags, properties, time zone, site
 	Anomaly   AnomalyScorer   // optional: enables anomaly(...)
-	History   History         // optional: rebuilds windows after a restart
-	Logger    *slog.Logger
-	Now       func() time.Time // wall clock; for tests
+	// Before, when set, runs for each message just before it is
+	// evaluated: the hub scores anomalies there, so anomaly() reads the
+	// score of the message being evaluated rather than whatever another
+	// consumer last stored.
+	Before  func(ctx context.Context, m *bus.Telemetry)
+	History History // optional: rebuilds windows after a restart
+	Logger  *slog.Logger
+	Now     func() time.Time // wall clock; for tests
 
 	SweepEvery       time.Duration // absence timer; default 10s
 	SnapshotEvery    time.Duration // window state persistence; default 1m
@@ -181,6 +186,9 @@ func (e *Engine) Handle(ctx context.Context, batch []*bus.Telemetry) error {
 	e.applyConns(ctx, wall)
 	for i, m := range batch {
 		if m != nil {
+			if e.cfg.Before != nil {
+				e.cfg.Before(ctx, m)
+			}
 			e.ev.process(ctx, m, wall, &e.pending, true)
 		}
 		// An alert decided early in a large batch is stored now rather than

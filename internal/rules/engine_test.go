@@ -271,6 +271,23 @@ func TestAnomalyHook(t *testing.T) {
 	}
 }
 
+// The Before hook runs for each message just before it is evaluated, so
+// anomaly() reads the score of that message even when a batch holds several
+// of the same device: here the first is anomalous, the second is not.
+func TestAnomalyScoredBeforeEachMessage(t *testing.T) {
+	s := scores{}
+	h := sqliteHarness(t, func(c *Config) {
+		c.Anomaly = s
+		c.Before = func(_ context.Context, m *bus.Telemetry) { s[m.Device+"/"] = m.Num["score"] }
+	})
+	h.rule(Rule{Condition: "anomaly() > 0.5", ManualResolve: true})
+	h.send(msg("m1", t0, "score", 0.9), msg("m1", t0.Add(time.Second), "score", 0.1))
+	act := h.active()
+	if len(act) != 1 || act[0].Values["anomaly()"] != 0.9 {
+		t.Fatalf("want one alert raised by the first message with its score 0.9: %+v", act)
+	}
+}
+
 func errorsAs(err error) bool {
 	var ce *CompileError
 	return errors.As(err, &ce) && ce.Message != "" && errors.Is(err, ErrInvalid)
