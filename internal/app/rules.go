@@ -34,6 +34,35 @@ type ruleSet struct {
 	history  tsdbHistory
 	dir      *deviceDirectory
 	log      *slog.Logger
+	anomaly  bool // anomaly detection is on: anomaly() compiles
+}
+
+// dryRunOptions replays stored history; anomaly() reads the score stored
+// with each replayed update.
+func (rs *ruleSet) dryRunOptions(from, to time.Time) rules.DryRunOptions {
+	o := rules.DryRunOptions{History: rs.history, Directory: rs.dir, From: from, To: to}
+	if rs.anomaly {
+		s := &storedScore{}
+		o.Anomaly, o.Before = s, s.take
+	}
+	return o
+}
+
+// storedScore is anomaly() in a dry run: the anomaly.score stored at the
+// replayed update's time. Per-field scores are not stored, so
+// anomaly(field) has no value there.
+type storedScore struct {
+	v  float64
+	ok bool
+}
+
+func (s *storedScore) take(_ context.Context, m *bus.Telemetry) { s.v, s.ok = m.Num[ScoreField] }
+
+func (s *storedScore) AnomalyScore(_, _, field string) (float64, bool) {
+	if field != "" {
+		return 0, false
+	}
+	return s.v, s.ok
 }
 
 // driverName is the database/sql driver the registry store was opened with.
@@ -54,7 +83,7 @@ func (h *Hub) busPrefix() string { return strings.TrimSuffix(h.Bus.TelemetrySubj
 func (h *Hub) openRules(ctx context.Context) error {
 	db := h.store.DB()
 	driver := h.driverName()
-	rs := &ruleSet{history: tsdbHistory{h.TSDB}, dir: &deviceDirectory{reg: h.Registry}, log: h.log}
+	rs := &ruleSet{history: tsdbHistory{h.TSDB}, dir: &deviceDirectory{reg: h.Registry}, log: h.log, anomaly: h.anomaly != nil}
 	var err error
 	if rs.store, err = rules.NewStore(ctx, rules.StoreConfig{DB: db, Driver: driver, Compile: rules.CompileOptions{Anomaly: h.anomaly != nil}}); err != nil {
 		return fmt.Errorf("open the rules store: %w", err)

@@ -153,7 +153,7 @@ func (a rulesAPI) DryRun(ctx context.Context, org string, in api.RuleSpec, from,
 	if to.Sub(from) > 31*24*time.Hour {
 		return api.DryRunResult{}, &apiError{err: errors.New("a dry run covers at most 31 days; narrow from and to"), kind: registry.ErrInvalid}
 	}
-	res, err := rules.DryRun(ctx, r, rules.DryRunOptions{History: a.rs.history, Directory: a.rs.dir, From: from, To: to})
+	res, err := rules.DryRun(ctx, r, a.rs.dryRunOptions(from, to))
 	if err != nil {
 		return api.DryRunResult{}, mapErr(err)
 	}

@@ -400,7 +400,7 @@ func (c consoleRules) DryRunRule(ctx context.Context, org string, spec web.RuleS
 	if err := c.apply(org, &r, spec); err != nil {
 		return web.DryRun{}, err
 	}
-	res, err := rules.DryRun(ctx, r, rules.DryRunOptions{History: c.rs.history, Directory: c.rs.dir, From: from, To: to})
+	res, err := rules.DryRun(ctx, r, c.rs.dryRunOptions(from, to))
 	if err != nil {
 		return web.DryRun{}, ruleErr(err)
 	}

@@ -15,7 +15,10 @@ type DryRunOptions struct {
 	History   History // required
 	Directory DeviceDirectory
 	Anomaly   AnomalyScorer
-	From, To  time.Time
+	// Before runs for each replayed message just before it is evaluated,
+	// as Config.Before does.
+	Before   func(ctx context.Context, m *bus.Telemetry)
+	From, To time.Time
 	// MaxTimes bounds the firing times returned; default 1000.
 	MaxTimes int
 	// SweepEvery is the simulated absence timer; default 1m.
@@ -131,6 +134,9 @@ func DryRun(ctx context.Context, r Rule, opts DryRunOptions) (DryRunResult, erro
 			}
 			if m.Received == 0 {
 				m.Received = m.TS
+			}
+			if opts.Before != nil {
+				opts.Before(ctx, m)
 			}
 			if m.TS < from {
 				ev.process(ctx, m, m.Received, &out, false)

@@ -73,4 +73,23 @@ func TestAnomalyScoreAndRule(t *testing.T) {
 	if !st.Warm || len(st.Contributions) == 0 || st.Contributions[0].Field != "vibration" {
 		t.Fatalf("anomaly state after the jump: %+v", st)
 	}
+
+	// A dry run replays the scores stored with each update: the jump fires,
+	// the calm before it does not.
+	dry := func(cond string) (firings int) {
+		var res struct {
+			Firings int `json:"firings"`
+		}
+		a.MustDo(t, 200, "POST", "/api/v1/rules/dry-run", map[string]any{
+			"rule": map[string]any{"name": "try", "condition": cond, "severity": "minor"},
+			"from": base.Add(-time.Minute).Format(time.RFC3339), "to": time.Now().Format(time.RFC3339),
+		}, &res)
+		return res.Firings
+	}
+	if n := dry("anomaly() > 0.9"); n != 1 {
+		t.Errorf("dry run of anomaly() > 0.9: %d firings, want the jump's one", n)
+	}
+	if n := dry("anomaly() > 0.9 && vibration < 5"); n != 0 {
+		t.Errorf("dry run with the calm readings only: %d firings, want none", n)
+	}
 }
