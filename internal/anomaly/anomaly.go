@@ -29,6 +29,7 @@ const (
 	ReasonStuck         // the value repeats far longer than it normally does
 	ReasonJoint         // the field departs from how it normally moves with the device's other fields
 	ReasonSpread        // the recent spread (variance) of the field moved away from the learned one
+	ReasonJump          // the value stepped from the previous one far more than it normally does
 )
 
 func (r Reason) String() string {
@@ -43,6 +44,8 @@ func (r Reason) String() string {
 		return "joint"
 	case ReasonSpread:
 		return "spread"
+	case ReasonJump:
+		return "jump"
 	}
 	return "none"
 }

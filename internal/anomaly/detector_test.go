@@ -317,3 +317,38 @@ func TestConfigErrors(t *testing.T) {
 		t.Errorf("univariate short warm-up: %v", err)
 	}
 }
+
+// A step far beyond the usual change between readings alerts at once even
+// on a series whose level swings widely (daily seasonality ten times the
+// noise), where neither the level nor the spike test can see it: the jump
+// statistic works on differences. The same series without the step is
+// quiet.
+func TestUnivariateJumpOnSeasonalSeries(t *testing.T) {
+	series := func(jump float64) []float64 {
+		rng := rand.New(rand.NewPCG(3, 4))
+		v := make([]float64, 4000)
+		for i := range v {
+			v[i] = 50 + 10*math.Sin(2*math.Pi*float64(i)/288) + rng.NormFloat64()
+			if i >= 2500 && i < 2510 {
+				v[i] += jump
+			}
+		}
+		return v
+	}
+	run := func(vals []float64) []Result {
+		u, err := NewUnivariate(UnivariateConfig{Field: "load", Warmup: 600})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return runUni(t, u, vals)
+	}
+	for i, r := range run(series(0)) {
+		if r.Alert {
+			t.Fatalf("alert at %d on the seasonal series without a step", i)
+		}
+	}
+	res := run(series(30))
+	if !res[2500].Alert || len(res[2500].Contributions) == 0 || res[2500].Contributions[0].Reason != ReasonJump {
+		t.Fatalf("at the step: %+v, want an alert for a jump", res[2500])
+	}
+}
