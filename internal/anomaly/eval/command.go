@@ -29,9 +29,17 @@ Formats:
   skab     ';'-separated SKAB files (datetime, 8 sensors, anomaly, changepoint).
            The first 400 rows of each file are training (the detector's warm-up,
            which also sets its alarm limit); the rest is scored.
-  nab-csv  NAB data files "timestamp,value"; labels from --labels in NAB
-           combined-windows JSON. The detector learns during NAB's
-           probationary period.
+  nab-csv  NAB data files "timestamp,value" (other columns are ignored);
+           labels from --labels in NAB combined-windows JSON, whose keys are
+           paths relative to --data (point --data at NAB's data directory).
+           Files not in the labels file are not scored, as in NAB. The
+           detector learns during NAB's probationary period. Reported: NAB
+           score of the alert onsets (how the hub raises alerts), and NAB's
+           own rule on the written anomaly_score at the alert level
+           1 - sensitivity (what NAB's scorer gives for the results files;
+           the score tables hold this). --nab-optimize adds NAB's leaderboard
+           figure: the anomaly_score threshold that maximises the score,
+           chosen on the labels (an upper bound, not a deployable setting).
 
 Writes OUT/<detector>/<relative dir>/<detector>_<file> with columns
 timestamp,value,anomaly_score,label (SKAB adds changepoint,alert,top_field),
@@ -59,6 +67,7 @@ Detectors:
 	f.StringVar(&o.Format, "format", FormatSKAB, "input format: skab or nab-csv")
 	f.StringVar(&o.Out, "out", "", "results directory")
 	f.StringVar(&o.Labels, "labels", "", "NAB combined-windows JSON (nab-csv only)")
+	f.BoolVar(&o.NABOptimize, "nab-optimize", false, "nab-csv: also report the NAB score at the threshold NAB's optimiser picks on the labels")
 	f.StringVar(&o.Detector, "detector", "", "detector name (default: the best measured one for the format)")
 	f.Float64Var(&o.Sensitivity, "sensitivity", 0.5, "alert when score >= 1-sensitivity")
 	f.IntVar(&o.Warmup, "warmup", 0, "learning period in rows (default: the protocol's)")

@@ -26,6 +26,7 @@ type series struct {
 	rel     string      // path relative to the data directory, with '/'
 	times   []time.Time // row timestamps
 	raw     []string    // timestamps as written, echoed to the output
+	rawVal  []string    // nab-csv values as written, echoed to the output
 	fields  []string
 	values  []float64 // rows × len(fields)
 	anomaly []bool    // SKAB "anomaly" column; nil when absent
@@ -140,7 +141,8 @@ func readSKAB(path, rel string) (*series, error) {
 	return s, nil
 }
 
-// readNABCSV reads a NAB data file: "timestamp,value" with a header.
+// readNABCSV reads a NAB data file: "timestamp,value" with a header; other
+// columns (a label column, say) are ignored.
 func readNABCSV(path, rel string) (*series, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -183,6 +185,7 @@ func readNABCSV(path, rel string) (*series, error) {
 		}
 		s.times = append(s.times, t)
 		s.raw = append(s.raw, strings.TrimSpace(rec[ti]))
+		s.rawVal = append(s.rawVal, strings.TrimSpace(rec[vi]))
 		s.values = append(s.values, parseValue(rec[vi]))
 	}
 	if err := sc.Err(); err != nil {

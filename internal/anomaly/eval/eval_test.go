@@ -118,7 +118,7 @@ func TestEvalNABCSVEndToEnd(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(out, det, det+"_standard_scores.csv")); err != nil {
 		t.Errorf("NAB score table missing: %v", err)
 	}
-	if !strings.Contains(stdout.String(), "NAB:") {
+	if !strings.Contains(stdout.String(), "NAB (alert onsets):") || !strings.Contains(stdout.String(), "NAB's rule") {
 		t.Errorf("summary not printed: %q", stdout.String())
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/shopfloor/shopfloor/internal/anomaly/nab"
 )
 
 func printSummary(w io.Writer, s *Summary) {
@@ -15,7 +17,20 @@ func printSummary(w io.Writer, s *Summary) {
 	if s.Format == FormatSKAB {
 		label = "changepoint NAB (paper rules)"
 	}
+	if s.Format == FormatNABCSV {
+		label = "NAB (alert onsets)"
+	}
 	printNAB(w, label, s.NAB)
+	printNAB(w, fmt.Sprintf("NAB (NAB's rule: rows with anomaly_score >= %g)", 1-s.Sensitivity), s.NABRule)
+	if len(s.NABOptimized) > 0 {
+		fmt.Fprint(w, "NAB (threshold optimised on the labels, as NAB's leaderboard; an upper bound):")
+		for _, p := range nab.Profiles() {
+			if r, ok := s.NABOptimized[p.Name]; ok {
+				fmt.Fprintf(w, " %s %.2f (threshold %.6g; windows %d/%d, FP %d)", p.Name, r.Score, r.Threshold, r.TP, r.TP+r.FN, r.FP)
+			}
+		}
+		fmt.Fprintln(w)
+	}
 	if s.SKABNAB != nil {
 		printNAB(w, "changepoint NAB (SKAB leaderboard rules)", s.SKABNAB)
 	}

@@ -45,6 +45,10 @@ type Options struct {
 	// others are held out. Empty means SKAB's: valve1.
 	DevFolders []string
 	Model      ModelOptions
+	// NABOptimize (nab-csv) also reports NAB's leaderboard figure: the
+	// threshold on anomaly_score that maximises the corpus score, chosen
+	// on the labels as NAB's optimiser does.
+	NABOptimize bool
 }
 
 func (o Options) devFolders() []string {
@@ -101,6 +105,18 @@ type FileResult struct {
 	// SKABNAB is the same changepoint evaluation under the variant of the
 	// rules SKAB's leaderboard used (skab only).
 	SKABNAB NABSet `json:"skab_nab,omitempty"`
+	// NABRule (nab-csv) scores the written results file as NAB's scorer
+	// does: every row from probation on whose anomaly_score is at or above
+	// the alert level 1 − sensitivity is a detection. RuleCounts are its
+	// point counts, the TP/TN/FP/FN of NAB's score tables.
+	NABRule    NABSet         `json:"nab_rule,omitempty"`
+	RuleCounts *nab.Confusion `json:"nab_rule_counts,omitempty"`
+}
+
+// NABOptimum is the result at the threshold NAB's optimiser picks.
+type NABOptimum struct {
+	Threshold float64 `json:"threshold"`
+	NABResult
 }
 
 // Summary is a whole run.
@@ -116,6 +132,11 @@ type Summary struct {
 	Pointwise Metrics `json:"pointwise"`
 	NAB       NABSet  `json:"nab,omitempty"`
 	SKABNAB   NABSet  `json:"skab_nab,omitempty"`
+	NABRule   NABSet  `json:"nab_rule,omitempty"`
+	// NABOptimized (nab-csv with NABOptimize) is NAB's leaderboard
+	// figure per profile: threshold tuned on the labels, so an upper
+	// bound, not a deployable score.
+	NABOptimized map[string]NABOptimum `json:"nab_optimized,omitempty"`
 	// False alarms on files with no anomaly labels at all.
 	FreeRows         int     `json:"anomaly_free_rows"`
 	FreeAlerts       int     `json:"anomaly_free_alerts"`
@@ -128,6 +149,8 @@ type Summary struct {
 	Splits     []Split `json:"splits,omitempty"`
 	Elapsed    string  `json:"elapsed"`
 	PointsPerS float64 `json:"points_per_second"`
+
+	series []nab.Series // nab-csv labelled files, kept for NABOptimize
 }
 
 // Run evaluates a detector over a dataset directory, writing results under
@@ -148,6 +171,9 @@ func Run(ctx context.Context, opts Options, progress io.Writer) (*Summary, error
 	if opts.Labels != "" && opts.Format == FormatSKAB {
 		return nil, fmt.Errorf("%w: --labels applies to nab-csv; SKAB files carry their own label columns", ErrData)
 	}
+	if opts.NABOptimize && (opts.Format != FormatNABCSV || opts.Labels == "") {
+		return nil, fmt.Errorf("%w: --nab-optimize needs --format nab-csv and --labels", ErrData)
+	}
 	files, err := listCSV(opts.Data)
 	if err != nil {
 		return nil, err
@@ -163,10 +189,11 @@ func Run(ctx context.Context, opts Options, progress io.Writer) (*Summary, error
 		sum.SKABNAB = NABSet{}
 		sum.Protocol = "SKAB: per file, the detector starts empty and learns from the first 400 rows (training; the second half of them sets the alarm limit); rows 400+ are scored one at a time as they stream; point-wise metrics use the anomaly column, changepoint NAB uses 60 s windows after each changepoint with alert starts and ends as detections"
 	} else {
-		sum.Protocol = "NAB: per file, the detector learns during NAB's probationary period (15% of the file, at most 750 rows); each alert onset after it is a detection (an alert is raised once per episode, as the hub does), scored with the NAB rules; point-wise metrics count every alerting row; the threshold is the detector's own alert level, not tuned on labels"
+		sum.Protocol = "NAB: per file, the detector learns during NAB's probationary period (15% of the file, at most 750 rows); each alert onset after it is a detection (an alert is raised once per episode, as the hub does), scored with the NAB rules; point-wise metrics count every alerting row; the threshold is the detector's own alert level, not tuned on labels. nab_rule scores the written anomaly_score as NAB's own scorer does (every row at or above 1 - sensitivity is a detection); the score tables hold that. nab_optimized, if asked for, tunes that threshold on the labels as NAB's leaderboard does. Files not in the labels file are not scored (as in NAB) and count as anomaly-free"
+		sum.NABRule = NABSet{}
 	}
 	start := time.Now()
-	points := 0
+	points, labelled := 0, 0
 	var always nab.Confusion
 	for i, rel := range files {
 		if err := ctx.Err(); err != nil {
@@ -188,12 +215,28 @@ func Run(ctx context.Context, opts Options, progress io.Writer) (*Summary, error
 		}
 		points += s.rows()
 		sum.Files = append(sum.Files, fr)
+		if fr.Labelled {
+			labelled++
+		}
 		if progress != nil {
 			fmt.Fprintf(progress, "anomaly eval: [%d/%d] %s: %d rows, %d alerts", i+1, len(files), rel, fr.Rows, fr.Alerts)
-			if fr.Labelled {
+			switch {
+			case fr.Labelled:
 				fmt.Fprintf(progress, ", F1 %.3f", fr.Pointwise.F1)
+			case labels != nil:
+				fmt.Fprint(progress, " (not in the labels file: not scored)")
 			}
 			fmt.Fprintln(progress)
+		}
+	}
+	if labels != nil && labelled == 0 {
+		return nil, fmt.Errorf("%w: no file under %s is named in %s; label keys are paths relative to the data directory (e.g. realKnownCause/nyc_taxi.csv), so point --data at NAB's data directory", ErrData, opts.Data, opts.Labels)
+	}
+	if opts.NABOptimize {
+		sum.NABOptimized = map[string]NABOptimum{}
+		for _, p := range nab.Profiles() {
+			pt := nab.Optimize(sum.series, p)
+			sum.NABOptimized[p.Name] = NABOptimum{Threshold: pt.Threshold, NABResult: NABResult{Tally: pt.Tally, Score: pt.Tally.Normalized()}}
 		}
 	}
 	el := time.Since(start)
@@ -319,10 +362,28 @@ func evalFile(s *series, opts Options, labels map[string][]nab.Window, sum *Summ
 			for i := range onsets {
 				onsets[i] = onsets[i] && alerts[i]
 			}
+			// NAB's own rule on the written scores, at the alert level.
+			th := 1 - opts.Sensitivity
+			rows := make([]bool, n)
+			var rc nab.Confusion
+			for i, v := range scores {
+				rows[i] = v >= th
+				if i >= start {
+					rc.Count(label[i], rows[i])
+				}
+			}
+			fr.RuleCounts = &rc
+			fr.NABRule = NABSet{}
 			for _, p := range nab.Profiles() {
 				t := nab.Score(s.times, onsets, windows, start, p)
 				fr.NAB.add(p.Name, t)
 				sum.NAB.add(p.Name, t)
+				r := nab.Score(s.times, rows, windows, start, p)
+				fr.NABRule.add(p.Name, r)
+				sum.NABRule.add(p.Name, r)
+			}
+			if opts.NABOptimize {
+				sum.series = append(sum.series, nab.Series{Times: s.times, Scores: scores, Windows: windows, Probation: start})
 			}
 		}
 	}
@@ -385,12 +446,14 @@ func writeFile(opts Options, s *series, scores []float64, alerts, label []bool, 
 		b = append(b, s.raw[i]...)
 		b = append(b, ',')
 		if opts.Format == FormatNABCSV {
-			b = strconv.AppendFloat(b, s.values[i], 'g', -1, 64)
+			b = append(b, s.rawVal[i]...)
 		} else {
 			b = strconv.AppendFloat(b, ratioOf(scores[i]), 'g', 6, 64)
 		}
 		b = append(b, ',')
-		b = strconv.AppendFloat(b, scores[i], 'g', 6, 64)
+		// Full precision, so that NAB's scorer reading the file sees the
+		// scores the harness scored.
+		b = strconv.AppendFloat(b, scores[i], 'g', -1, 64)
 		b = append(b, ',')
 		b = appendBool(b, label[i])
 		if opts.Format == FormatSKAB {
@@ -459,17 +522,25 @@ func writeSummary(opts Options, sum *Summary) error {
 		var total nab.Tally
 		var conf nab.Confusion
 		for _, f := range sum.Files {
+			// nab-csv tables hold NAB's own rule, so NAB's scorer would
+			// write the same rows for these results files.
 			r, ok := f.NAB[p.Name]
+			c := f.Pointwise.Confusion
+			if opts.Format == FormatNABCSV {
+				r, ok = f.NABRule[p.Name]
+				if f.RuleCounts != nil {
+					c = *f.RuleCounts
+				}
+			}
 			if !ok {
 				continue
 			}
 			total = total.Add(r.Tally)
-			conf = conf.Add(f.Pointwise.Confusion)
-			c := f.Pointwise.Confusion
-			fmt.Fprintf(&sb, "%s,%s,%s,%g,%.4f,%d,%d,%d,%d,%d,%d,%d,%.2f\n", opts.Detector, p.Name, csvField(f.File), 1-sum.Sensitivity, r.Raw,
+			conf = conf.Add(c)
+			fmt.Fprintf(&sb, "%s,%s,%s,%g,%v,%d,%d,%d,%d,%d,%d,%d,%.2f\n", opts.Detector, p.Name, csvField(f.File), 1-sum.Sensitivity, r.Raw,
 				c.TP, c.TN, c.FP, c.FN, c.TP+c.TN+c.FP+c.FN, r.TP, r.FN, r.Score)
 		}
-		fmt.Fprintf(&sb, "%s,%s,Totals,%g,%.4f,%d,%d,%d,%d,%d,%d,%d,%.2f\n", opts.Detector, p.Name, 1-sum.Sensitivity, total.Raw,
+		fmt.Fprintf(&sb, "%s,%s,Totals,%g,%v,%d,%d,%d,%d,%d,%d,%d,%.2f\n", opts.Detector, p.Name, 1-sum.Sensitivity, total.Raw,
 			conf.TP, conf.TN, conf.FP, conf.FN, conf.TP+conf.TN+conf.FP+conf.FN, total.TP, total.FN, total.Normalized())
 		name := filepath.Join(dir, opts.Detector+"_"+p.Name+"_scores.csv")
 		if err := os.WriteFile(name, []byte(sb.String()), 0o644); err != nil {

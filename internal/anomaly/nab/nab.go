@@ -66,10 +66,10 @@ func Probation(n int) int {
 // scaledSigmoid is the NAB paper's scoring curve over the relative
 // position y of a detection: 2/(1+e^{5y}) − 1, which is about +1 at the
 // start of a window (y = −1), 0 at its end (y = 0), and tends to −1 for
-// false positives far after it. Positions 3 or more window-lengths after
-// a window count fully.
+// false positives far after it. Positions more than 3 window-lengths after
+// a window count fully (NAB's cut-off is strict: y = 3 still uses the curve).
 func scaledSigmoid(y float64) float64 {
-	if y >= 3 {
+	if y > 3 {
 		return -1
 	}
 	return 2/(1+math.Exp(5*y)) - 1
@@ -79,19 +79,60 @@ func scaledSigmoid(y float64) float64 {
 type span struct{ lo, hi int }
 
 // spans maps windows onto row indices (rows whose time falls inside),
-// dropping windows that contain no row.
+// dropping windows that contain no row. Overlapping windows are cut: a
+// window starts after the end of the one before it, and is dropped if
+// nothing is left of it.
 func spans(times []time.Time, windows []Window) []span {
 	ws := append([]Window(nil), windows...)
-	sort.Slice(ws, func(i, j int) bool { return ws[i].Start.Before(ws[j].Start) })
+	sort.SliceStable(ws, func(i, j int) bool { return ws[i].Start.Before(ws[j].Start) })
 	out := make([]span, 0, len(ws))
 	for _, w := range ws {
 		lo := sort.Search(len(times), func(i int) bool { return !times[i].Before(w.Start) })
 		hi := sort.Search(len(times), func(i int) bool { return times[i].After(w.End) }) - 1
+		if n := len(out); n > 0 && lo <= out[n-1].hi {
+			lo = out[n-1].hi + 1
+		}
 		if lo <= hi {
 			out = append(out, span{lo, hi})
 		}
 	}
 	return out
+}
+
+// rowValue is what one row would score if the detector fired there.
+type rowValue struct {
+	win int     // index into the spans of the window holding the row, or -1
+	v   float64 // in a window: its TP score if it is the earliest detection; outside: its (negative) FP cost
+}
+
+// layout gives every row its window and would-be score under profile p.
+func layout(times []time.Time, windows []Window, p Profile) ([]span, []rowValue) {
+	ss := spans(times, windows)
+	rows := make([]rowValue, len(times))
+	maxTP := scaledSigmoid(-1)
+	k := 0 // next window
+	for i := range rows {
+		for k < len(ss) && ss[k].hi < i {
+			k++
+		}
+		if k < len(ss) && ss[k].lo <= i {
+			s := ss[k]
+			y := -float64(s.hi-i+1) / float64(s.hi-s.lo+1)
+			rows[i] = rowValue{win: k, v: scaledSigmoid(y) / maxTP * p.TP}
+			continue
+		}
+		// Before any window, or after a one-row window (where NAB would
+		// divide by zero), a false positive costs fully.
+		v := -1.0
+		if k > 0 {
+			s := ss[k-1]
+			if w := s.hi - s.lo + 1; w > 1 {
+				v = scaledSigmoid(float64(i-s.hi) / float64(w-1))
+			}
+		}
+		rows[i] = rowValue{win: -1, v: v * p.FP}
+	}
+	return ss, rows
 }
 
 // Score applies the NAB scoring rules of Lavin & Ahmad (2015) to one file.
@@ -108,71 +149,45 @@ func spans(times []time.Time, windows []Window) []span {
 //     measured from the end e of the previous window (of w rows): a false
 //     positive just after a window costs little, one far away costs −FP.
 //     Before the first window it costs −FP.
+//
+// TestPublishedNABResults checks these against NAB's published scores.
 func Score(times []time.Time, detect []bool, windows []Window, probation int, p Profile) Tally {
-	ss := spans(times, windows)
+	ss, rows := layout(times, windows, p)
+	found := make([]bool, len(ss))
+	best := make([]float64, len(ss))
 	var t Tally
-	maxTP := scaledSigmoid(-1)
-	wi := 0     // next window not yet passed
-	prev := -1  // index into ss of the last window passed
-	inWin := -1 // index into ss of the window containing the row
-	best := 0.0 // best score in the current window
-	found := false
-	closeWin := func(k int) {
-		if ss[k].hi < probation {
-			return
+	for i := max(probation, 0); i < len(rows) && i < len(detect); i++ {
+		if !detect[i] {
+			continue
 		}
-		t.Null -= p.FN
-		t.Perfect += p.TP
-		if found {
-			t.Raw += best
-			t.TP++
-		} else {
-			t.Raw -= p.FN
-			t.FN++
+		r := rows[i]
+		if r.win < 0 {
+			t.Raw += r.v
+			t.FP++
+			continue
+		}
+		// Rows come in order, so the first detection is the earliest.
+		if !found[r.win] {
+			found[r.win], best[r.win] = true, r.v
 		}
 	}
-	for i := range times {
-		if inWin < 0 && wi < len(ss) && i == ss[wi].lo {
-			inWin, found, best = wi, false, 0
-			wi++
-		}
-		if i < len(detect) && detect[i] && i >= probation {
-			if inWin >= 0 {
-				s := ss[inWin]
-				w := float64(s.hi - s.lo + 1)
-				y := -float64(s.hi-i+1) / w
-				v := scaledSigmoid(y) / maxTP * p.TP
-				if !found || v > best {
-					best, found = v, true
-				}
-			} else {
-				y := 3.0
-				if prev >= 0 {
-					s := ss[prev]
-					if w := s.hi - s.lo + 1; w > 1 {
-						y = float64(i-s.hi) / float64(w-1)
-					}
-				}
-				t.Raw += scaledSigmoid(y) * p.FP
-				t.FP++
-			}
-		}
-		if inWin >= 0 && i == ss[inWin].hi {
-			closeWin(inWin)
-			prev, inWin = inWin, -1
-			// Overlapping windows: the next one may already have started.
-			for wi < len(ss) && ss[wi].lo <= i {
-				ss[wi].lo = i + 1
-				if ss[wi].lo > ss[wi].hi {
-					wi++
-					continue
-				}
-				break
-			}
-		}
+	for k, s := range ss {
+		t = t.Add(windowTally(s, found[k], best[k], probation, p))
 	}
-	if inWin >= 0 {
-		closeWin(inWin)
+	return t
+}
+
+// windowTally is one window's share: nothing if it ends in probation,
+// else null −FN, perfect +TP, and the detection's score or −FN.
+func windowTally(s span, found bool, best float64, probation int, p Profile) Tally {
+	if s.hi < probation {
+		return Tally{}
+	}
+	t := Tally{Null: -p.FN, Perfect: p.TP}
+	if found {
+		t.Raw, t.TP = best, 1
+	} else {
+		t.Raw, t.FN = -p.FN, 1
 	}
 	return t
 }

@@ -80,6 +80,13 @@ func TestScoreHandComputed(t *testing.T) {
 	det[90] = true
 	tl = Score(times, det, win, 0, Profiles()[1])
 	near(t, "far FP low-FP profile", tl.Raw, 1-0.22)
+
+	// NAB's cut-off is strict: exactly 3 window-lengths after the window
+	// (row 49+27, y = 27/9) still uses the curve, not the full −FP.
+	det = make([]bool, 100)
+	det[76] = true
+	tl = Score(times, det, win, 0, std)
+	near(t, "FP at y = 3", tl.Raw, 0.11*sig(3)-1)
 }
 
 func TestProbation(t *testing.T) {
