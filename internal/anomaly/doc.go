@@ -82,6 +82,48 @@
 // point only), not a state: use it for "something changed now", and
 // Univariate or PCA for "something is wrong".
 //
+// RCF (multivariate, shingled). A robust random cut forest after Guha,
+// Mishra, Roy and Schrijvers, "Robust Random Cut Forest Based Anomaly
+// Detection on Streams", ICML 2016. Each point is the last Shingle points
+// of every field concatenated (default shingle 4 for one field, 2 for two,
+// 1 for three or more, so a single series is scored by its recent shape).
+// Fields are standardised by their mean and sd from the warm-up's first
+// half (the trees, built until then in raw units, are rebuilt in the new
+// units), then by slowly forgotten statistics (half-life 5 × Warmup,
+// values winsorised at 6 sd): every 4 × SampleSize points the points, boxes
+// and cuts are mapped to the new units, which an increasing affine map per
+// dimension leaves valid. Each of Trees (default 20) trees holds
+// SampleSize (default 128) points in a time-decayed weighted reservoir
+// (Efraimidis & Spirakis 2006, weight e^{t/Memory}, Memory default
+// 16 × SampleSize points, the sample's mean age), inserting and deleting by
+// the paper's algorithms: cut dimension proportional to the box's range,
+// cut value uniform in it; repeated points share a leaf with a count. The
+// score is the collusive displacement (CoDisp) averaged over trees,
+// computed as if the point were inserted: its exact expectation over the
+// insertion's random cut, from the separation probability at each node on
+// the point's path (growth of the box over the grown box's range), before
+// the point is learned. Two statistics, each against its own limit as in
+// Univariate: the instant displacement (limit: the calibration maximum,
+// floored at Floor = 12 × its calibration mean, as its tail is far heavier
+// than 200 calibration points show) and its exponential average over
+// Smoothing = 40 points (limit: the moment-matched tail of calib.go,
+// floored at 2 × its mean, 3 for one field: the lowest floors keeping
+// Gaussian noise under about 1 alert row per 10,000). Alerts hold while the
+// statistic stays above 0.7 of the level (hysteresis), and points scored
+// as alerts enter the reservoir at a quarter of the weight. Explanation:
+// the displacement splits exactly over dimensions by each dimension's part
+// of the box growth where the point would be cut off; dimensions are
+// summed per field over the shingle (reason spike when most of it comes
+// from the newest point, else shift; shift for the smoothed statistic).
+// A missing value is replaced by the field's previous one, its dimensions
+// are kept out of the box growth for as long as it stays in the shingle,
+// and the point is scored but not learned. RCF finds spikes, level shifts,
+// variance changes, drift and shape changes of a seasonal series (a +30
+// step for 10 points on a daily cycle of amplitude 10 alerts 2 points in);
+// it does not see one field leaving its correlation with others (the
+// broken-correlation case PCA catches) nor, reliably, a stuck sensor. Its
+// memory and time are 100–1,000 times PCA's (below; RESULTS.md).
+//
 // Written from the publications above; no code was ported.
 //
 // # Memory (fixed per series)
@@ -90,6 +132,9 @@
 //	Fieldwise:   408 bytes per field.
 //	PCA, d fields: 8·(5d²+7d)+160 bytes; 8 fields: 3,168 bytes.
 //	Changepoint: 96 bytes per field + 120; 8 fields: 888 bytes.
+//	RCF: about Trees × SampleSize × (24·Fields·Shingle + 64) bytes
+//	     (MemoryBytes is exact); defaults: 413,264 bytes for one field
+//	     (shingle 4), 658,296 for 8 fields (shingle 1).
 //
 // Plus, in the Manager, per device: the field names (shared with the
 // template where given) and 2 floats per field for held values.

@@ -18,6 +18,7 @@ import (
 const (
 	KindPCA        = "pca"        // one multivariate model over the template's fields
 	KindUnivariate = "univariate" // one univariate model per field
+	KindRCF        = "rcf"        // one random cut forest over the template's fields (about 0.4–2 MB per device)
 )
 
 // Template is the anomaly configuration of a device template.
@@ -25,7 +26,7 @@ type Template struct {
 	// Fields lists the numeric fields to model. Empty means every numeric
 	// field of the device's first update (sorted, at most MaxAutoFields).
 	Fields []string `json:"fields,omitempty"`
-	// Kind is KindPCA (default) or KindUnivariate.
+	// Kind is KindPCA (default), KindUnivariate or KindRCF.
 	Kind string `json:"kind,omitempty"`
 	// Sensitivity in (0,1), default 0.5: an alert needs Score >= 1-Sensitivity.
 	Sensitivity float64 `json:"sensitivity,omitempty"`
@@ -42,8 +43,8 @@ func (t Template) normalized() (Template, error) {
 	if o.Kind == "" {
 		o.Kind = KindPCA
 	}
-	if o.Kind != KindPCA && o.Kind != KindUnivariate {
-		return o, fmt.Errorf("%w: unknown detector kind %q; use %q or %q", ErrConfig, o.Kind, KindPCA, KindUnivariate)
+	if o.Kind != KindPCA && o.Kind != KindUnivariate && o.Kind != KindRCF {
+		return o, fmt.Errorf("%w: unknown detector kind %q; use %q, %q or %q", ErrConfig, o.Kind, KindPCA, KindUnivariate, KindRCF)
 	}
 	if err := baseDefaults(&o.Sensitivity, &o.Warmup); err != nil {
 		return o, err
@@ -67,8 +68,11 @@ func (t Template) normalized() (Template, error) {
 }
 
 func (t Template) build(fields []string) (Detector, error) {
-	if t.Kind == KindUnivariate {
+	switch t.Kind {
+	case KindUnivariate:
 		return NewFieldwise(fields, UnivariateConfig{Sensitivity: t.Sensitivity, Warmup: t.Warmup})
+	case KindRCF:
+		return NewRCF(RCFConfig{Fields: fields, Sensitivity: t.Sensitivity, Warmup: t.Warmup})
 	}
 	return NewPCA(PCAConfig{Fields: fields, Sensitivity: t.Sensitivity, Warmup: t.Warmup})
 }
@@ -322,7 +326,7 @@ func (m *Manager) configure(d *device, u Update, t Template, ver uint64) error {
 		}
 		d.x = make([]float64, len(fields))
 	}
-	d.hold = t.Kind == KindPCA
+	d.hold = t.Kind != KindUnivariate
 	return nil
 }
 
@@ -479,7 +483,7 @@ func (m *Manager) Restore(r io.Reader) (skipped int, err error) {
 			}
 			return err
 		}
-		d := &device{tmplName: sr.tmplName, version: ver, fp: sr.fp, t: t, fields: sr.fields, det: det, hold: t.Kind == KindPCA, held: sr.held, x: make([]float64, len(sr.fields))}
+		d := &device{tmplName: sr.tmplName, version: ver, fp: sr.fp, t: t, fields: sr.fields, det: det, hold: t.Kind != KindUnivariate, held: sr.held, x: make([]float64, len(sr.fields))}
 		if sr.last != 0 {
 			d.last = time.Unix(0, sr.last)
 		}

@@ -53,8 +53,9 @@ type Template struct {
 type Anomaly struct {
 	// Fields lists the numeric telemetry modelled; empty means all.
 	Fields []string `json:"fields,omitempty"`
-	// Kind is "univariate" (one model per field) or "pca" (one model over
-	// the fields together).
+	// Kind is "univariate" (one model per field), "pca" (one model over
+	// the fields together) or "rcf" (a random cut forest over the fields;
+	// 0.4–2 MB per device).
 	Kind string `json:"kind,omitempty"`
 	// Sensitivity in (0,1), default 0.5: higher alerts sooner.
 	Sensitivity float64 `json:"sensitivity,omitempty"`
@@ -148,8 +149,8 @@ func (a *Anomaly) validate(tel []Telemetry) error {
 		return nil
 	}
 	switch {
-	case a.Kind != "" && a.Kind != "univariate" && a.Kind != "pca":
-		return fmt.Errorf("%w: anomaly kind %q; use univariate or pca", ErrInvalid, a.Kind)
+	case a.Kind != "" && a.Kind != "univariate" && a.Kind != "pca" && a.Kind != "rcf":
+		return fmt.Errorf("%w: anomaly kind %q; use univariate, pca or rcf", ErrInvalid, a.Kind)
 	case !(a.Sensitivity >= 0 && a.Sensitivity < 1):
 		return fmt.Errorf("%w: anomaly sensitivity %v must be between 0 and 1 (0.5 is the default)", ErrInvalid, a.Sensitivity)
 	case a.Warmup != 0 && a.Warmup < 8:

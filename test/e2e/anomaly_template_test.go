@@ -89,4 +89,13 @@ func TestTemplateAnomalySetting(t *testing.T) {
 	if !slices.Equal(st.Fields, []string{"vibration"}) || st.Warm {
 		t.Fatalf("after the change: %+v, want vibration alone, learning again", st)
 	}
+	a.MustDo(t, 200, "PUT", "/api/v1/templates/pump", tmpl(map[string]any{"kind": "rcf", "warmup": 40}), nil)
+	testutil.Eventually(t, 30*time.Second, "the forest reaches the device", func() bool {
+		publish(1)
+		a.MustDo(t, 200, "GET", "/api/v1/devices/pump-7/anomaly", nil, &st)
+		return st.Kind == "rcf"
+	})
+	if !slices.Equal(st.Fields, []string{"current", "vibration"}) {
+		t.Fatalf("a forest over every numeric field: %+v", st)
+	}
 }

@@ -30,7 +30,8 @@ func detectorNames() map[string]string {
 	return map[string]string{
 		"pca":         "streaming PCA, combined T² and Q index, smoothed (multivariate)",
 		"hotelling":   "streaming Hotelling T² over all components, smoothed (multivariate)",
-		"univariate":  "per-field ensemble: robust z-score, relative entropy of a short window, stuck-run surprise",
+		"univariate":  "per-field ensemble: z-score, relative entropy of a short window against the learned wander, jump, stuck-run surprise",
+		"rcf":         "shingled robust random cut forest, collusive displacement (multivariate)",
 		"changepoint": "per-field two-sided CUSUM that re-estimates the level after each change; alerts are change events, not states",
 	}
 }
@@ -73,6 +74,8 @@ func newDetector(name string, fields []string, warmup int, sens float64, m Model
 		return anomaly.NewPCA(c)
 	case "changepoint":
 		return anomaly.NewChangepoint(anomaly.ChangepointConfig{Fields: fields, Warmup: warmup, Sensitivity: sens, Drift: m.Drift, Floor: m.Floor, Refractory: m.Refractory, Margin: m.Margin})
+	case "rcf":
+		return anomaly.NewRCF(anomaly.RCFConfig{Fields: fields, Warmup: warmup, Sensitivity: sens, Smoothing: m.Smoothing, Margin: m.Margin, ScaleHalfLife: m.HalfLife})
 	case "univariate":
 		return anomaly.NewFieldwise(fields, anomaly.UnivariateConfig{Warmup: warmup, Sensitivity: sens, Margin: m.Margin, Window: m.Window, HalfLife: m.HalfLife, AlertHalfLife: m.AlertHalfLife, Wander: m.Wander, Persist: m.Persist})
 	}
