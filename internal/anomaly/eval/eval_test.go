@@ -165,7 +165,7 @@ func TestEvalSKAB(t *testing.T) {
 		t.Skipf("SKIPPING SKAB EVALUATION: dataset not found at %s (set SHOPFLOOR_DATASETS to the shared datasets directory)", root)
 	}
 	var sums []*Summary
-	for _, det := range []string{"univariate", "changepoint", "hotelling", "pca"} {
+	for _, det := range []string{"univariate", "changepoint", "hotelling", "pca", "rcf"} {
 		out := t.TempDir()
 		sum, err := Run(context.Background(), Options{Data: root, Format: FormatSKAB, Out: out, Detector: det}, io.Discard)
 		if err != nil {
