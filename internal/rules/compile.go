@@ -656,23 +656,42 @@ func (pt *patcher) anomaly(node *ast.Node, n *ast.CallNode) {
 		pt.fail(n, "anomaly detection is not enabled on this hub, so anomaly() cannot be used")
 		return
 	}
+	// anomaly(score > 0.9) and anomaly(temperature, score > 0.9) are
+	// anomaly() > 0.9 and anomaly(temperature) > 0.9 written the other way.
+	args := n.Arguments
+	var cmp *ast.BinaryNode
+	if k := len(args); k > 0 {
+		if b, ok := args[k-1].(*ast.BinaryNode); ok && comparison[b.Operator] {
+			if id, ok := b.Left.(*ast.IdentifierNode); ok && id.Value == "score" {
+				cmp, args = b, args[:k-1]
+			}
+		}
+	}
 	field := ""
-	if len(n.Arguments) > 1 {
-		pt.fail(n, "anomaly takes at most one field, like anomaly() or anomaly(temperature)")
+	if len(args) > 1 {
+		pt.fail(n, "anomaly takes at most one field and a score comparison, like anomaly(), anomaly(temperature), anomaly(score > 0.9) or anomaly(temperature, score > 0.9)")
 		return
 	}
-	if len(n.Arguments) == 1 {
-		f, ok := pt.fieldArg(n.Arguments[0])
+	if len(args) == 1 {
+		f, ok := pt.fieldArg(args[0])
 		if !ok {
-			pt.fail(n.Arguments[0], "the argument of anomaly must be a field name, like anomaly(temperature)")
+			pt.fail(args[0], "the argument of anomaly must be a field name or a score comparison, like anomaly(temperature) or anomaly(score > 0.9)")
 			return
 		}
 		field = f
 	}
 	name := fmt.Sprintf("__a%d", len(pt.p.anomalies))
 	pt.p.anomalies = append(pt.p.anomalies, anomalySlot{name: name, field: field})
-	ast.Patch(node, &ast.IdentifierNode{Value: name})
+	if cmp == nil {
+		ast.Patch(node, &ast.IdentifierNode{Value: name})
+		return
+	}
+	pt.rewrite(&cmp.Right)
+	ast.Patch(node, &ast.BinaryNode{Operator: cmp.Operator, Left: &ast.IdentifierNode{Value: name}, Right: cmp.Right})
 }
+
+// comparison lists the operators anomaly(score …) accepts.
+var comparison = map[string]bool{">": true, ">=": true, "<": true, "<=": true, "==": true, "!=": true}
 
 func (pt *patcher) absence(node *ast.Node, fname string, args []ast.Node) {
 	n := *node

@@ -271,6 +271,31 @@ func TestAnomalyHook(t *testing.T) {
 	}
 }
 
+// anomaly(score > x) and anomaly(field, score > x) are the other way of
+// writing anomaly() > x and anomaly(field) > x.
+func TestAnomalyScoreComparisonForm(t *testing.T) {
+	for _, c := range []struct{ cond, want string }{
+		{"anomaly(score > 3) && vibration > 0", "m1"},
+		{"anomaly(vibration, score >= 4.2)", "m1"},
+		{"anomaly(vibration, score < 2)", "m2"},
+		{"anomaly(score > 1 + 2)", "m1"},
+	} {
+		h := sqliteHarness(t, func(c *Config) {
+			c.Anomaly = scores{"m1/": 4.2, "m1/vibration": 4.2, "m2/": 1, "m2/vibration": 1}
+		})
+		h.rule(Rule{Condition: c.cond})
+		h.send(msg("m1", t0, "vibration", 1), msg("m2", t0, "vibration", 1), msg("m3", t0, "vibration", 1))
+		if act := h.active(); len(act) != 1 || act[0].Device != c.want {
+			t.Errorf("%s: alerts %+v, want one for %s", c.cond, act, c.want)
+		}
+	}
+	for _, bad := range []string{"anomaly(1 > 2)", "anomaly(a, b, score > 1)", "anomaly(vibration, temperature)"} {
+		if _, err := Compile(bad, CompileOptions{Anomaly: true}); err == nil || !errorsAs(err) {
+			t.Errorf("%s: want a compile error, got %v", bad, err)
+		}
+	}
+}
+
 // The Before hook runs for each message just before it is evaluated, so
 // anomaly() reads the score of that message even when a batch holds several
 // of the same device: here the first is anomalous, the second is not.
