@@ -106,19 +106,35 @@ func (h *Hub) runAnomaly(ctx context.Context, g *errgroup.Group) {
 		a.lookup = h.tmpl.svc.Lookup
 	}
 	a.restore(ctx)
+	if h.rules == nil {
+		// Otherwise the rules consumer scores each message just before it
+		// evaluates it (anomalyBefore).
+		g.Go(func() error {
+			return h.Bus.Consume(ctx, "anomaly", bus.ConsumeOptions{FromNow: true}, a.handle)
+		})
+	}
 	g.Go(func() error {
-		var err error
-		if h.rules != nil {
-			// The rules consumer scores each message before evaluating it
-			// (anomalyBefore); waiting here keeps the snapshot for the end.
-			<-ctx.Done()
-		} else {
-			err = h.Bus.Consume(ctx, "anomaly", bus.ConsumeOptions{FromNow: true}, a.handle)
+		// Saved periodically as well as at the end, so a crash loses at
+		// most one period of learning.
+		var tick <-chan time.Time
+		if every := h.cfg.AnomalySnapshot; every > 0 {
+			t := time.NewTicker(every)
+			defer t.Stop()
+			tick = t.C
 		}
-		if serr := a.save(); serr != nil {
-			h.log.Error("save anomaly snapshot", "err", serr)
+		for {
+			select {
+			case <-tick:
+				if err := a.save(); err != nil {
+					h.log.Warn("save anomaly snapshot; retried next period", "err", err)
+				}
+			case <-ctx.Done():
+				if err := a.save(); err != nil {
+					h.log.Error("save anomaly snapshot", "err", err)
+				}
+				return nil
+			}
 		}
-		return err
 	})
 }
 

@@ -42,6 +42,8 @@ type Config struct {
 	IngestInflight int `yaml:"ingest_inflight" flag:"ingest-inflight" usage:"telemetry messages stored at once; when the hub is saturated the rest wait, higher-priority traffic classes (lower ARP) first (0: 64 per CPU, at least 128)"`
 	// Fsync flushes every commit of the registry and the embedded bus to disk.
 	Fsync bool `yaml:"fsync" flag:"fsync" usage:"flush every commit (SQLite registry, embedded bus) to disk before acknowledging it, so acknowledged data also survives a power cut; slower. Without it, acknowledged data survives a crash of the hub process"`
+	// AnomalySnapshot is how often the detectors' learned state is saved.
+	AnomalySnapshot time.Duration `yaml:"anomaly_snapshot" flag:"anomaly-snapshot" usage:"how often the anomaly detectors save what they have learned, so a crash does not make them learn again from nothing (0: only when the hub stops)"`
 	// AdminToken is the bootstrap admin token on first start (env only, so it
 	// does not show in the process list).
 	AdminToken string `yaml:"-"`
@@ -60,6 +62,8 @@ func Default() Config {
 		LogLevel:   "info",
 		BusPrefix:  "SHOPFLOOR",
 		StreamMB:   10240,
+
+		AnomalySnapshot: time.Minute,
 	}
 }
 

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -38,10 +39,11 @@ type proc struct {
 	mqtt string
 }
 
-func startServe(t *testing.T, bin, data string) *proc {
+func startServe(t *testing.T, bin, data string, extra ...string) *proc {
 	t.Helper()
 	p := &proc{http: testutil.FreeAddr(t), mqtt: testutil.FreeAddr(t)}
-	p.cmd = exec.Command(bin, "serve", "--data", data, "--http", p.http, "--mqtt", p.mqtt, "--mqtts", testutil.FreeAddr(t), "--log-level", "warn")
+	args := append([]string{"serve", "--data", data, "--http", p.http, "--mqtt", p.mqtt, "--mqtts", testutil.FreeAddr(t), "--log-level", "warn"}, extra...)
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append(os.Environ(), "SHOPFLOOR_ADMIN_TOKEN="+crashToken)
 	p.cmd.Stdout, p.cmd.Stderr = os.Stderr, os.Stderr
 	if err := p.cmd.Start(); err != nil {
@@ -57,6 +59,24 @@ func startServe(t *testing.T, bin, data string) *proc {
 		return resp.StatusCode == 200
 	})
 	return p
+}
+
+// connect connects a device to the hub process over MQTT with a SAS token.
+func (p *proc) connect(t *testing.T, d testutil.Device) mqtt.Client {
+	t.Helper()
+	tok, err := azure.SASToken("localhost", d.ID, d.PrimaryKey, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := mqtt.NewClientOptions().AddBroker("tcp://" + p.mqtt).SetClientID(d.ID).
+		SetUsername("localhost/" + d.ID + "/?api-version=2021-04-12").SetPassword(tok).
+		SetAutoReconnect(false).SetCleanSession(true)
+	c := mqtt.NewClient(opts)
+	if tk := c.Connect(); !tk.WaitTimeout(10*time.Second) || tk.Error() != nil {
+		t.Fatalf("connect %s: %v", d.ID, tk.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	return c
 }
 
 // kill -9 the hub mid-ingest, restart it: every acknowledged message is
@@ -83,17 +103,7 @@ func TestKill9KeepsAcknowledgedMessages(t *testing.T) {
 	defer stop()
 	var wg sync.WaitGroup
 	for _, d := range devs {
-		tok, err := azure.SASToken("localhost", d.ID, d.PrimaryKey, time.Now().Add(time.Hour))
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts := mqtt.NewClientOptions().AddBroker("tcp://" + p.mqtt).SetClientID(d.ID).
-			SetUsername("localhost/" + d.ID + "/?api-version=2021-04-12").SetPassword(tok).
-			SetAutoReconnect(false).SetCleanSession(true)
-		c := mqtt.NewClient(opts)
-		if tk := c.Connect(); !tk.WaitTimeout(10*time.Second) || tk.Error() != nil {
-			t.Fatalf("connect %s: %v", d.ID, tk.Error())
-		}
+		c := p.connect(t, d)
 		wg.Add(1)
 		go func(id string, c mqtt.Client) {
 			defer wg.Done()
@@ -153,5 +163,58 @@ func TestKill9KeepsAcknowledgedMessages(t *testing.T) {
 				t.Fatalf("%s: value %v at ts %d, want %v", id, vs[0], ts, want)
 			}
 		}
+	}
+}
+
+// The anomaly detectors save what they learned periodically: after kill -9
+// a restarted hub scores a device at once instead of learning its 400
+// warm-up updates again.
+func TestKill9KeepsAnomalyModels(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary; skipped in -short")
+	}
+	bin := buildBinary(t)
+	data := t.TempDir()
+	p := startServe(t, bin, data, "--anomaly-snapshot", "1s")
+	a := &testutil.API{Base: "http://" + p.http, Token: crashToken}
+	dev := a.CreateDevice(t, "pump-9", nil)
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	i := 0
+	publish := func(c mqtt.Client, n int) {
+		for end := i + n; i < end; i++ {
+			testutil.Publish(t, c, dev.ID, map[string]any{"ts": base.Add(time.Duration(i) * time.Second).UnixMilli(), "vibration": 2 + 0.05*math.Sin(float64(i)/7)})
+		}
+	}
+	type status struct {
+		Seen            bool `json:"seen"`
+		Warm            bool `json:"warm"`
+		WarmupRemaining int  `json:"warmupRemaining"`
+	}
+	var st status
+	publish(p.connect(t, dev), 420)
+	testutil.Eventually(t, 20*time.Second, "the detector warm", func() bool {
+		a.MustDo(t, 200, "GET", "/api/v1/devices/pump-9/anomaly", nil, &st)
+		return st.Warm
+	})
+	warmAt := time.Now()
+	snap := filepath.Join(data, "anomaly.snapshot")
+	testutil.Eventually(t, 10*time.Second, "a snapshot taken after warm-up", func() bool {
+		fi, err := os.Stat(snap)
+		return err == nil && fi.ModTime().After(warmAt)
+	})
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = p.cmd.Process.Wait()
+
+	p2 := startServe(t, bin, data)
+	a2 := &testutil.API{Base: "http://" + p2.http, Token: crashToken}
+	publish(p2.connect(t, dev), 1)
+	testutil.Eventually(t, 20*time.Second, "the restarted hub scores the device", func() bool {
+		a2.MustDo(t, 200, "GET", "/api/v1/devices/pump-9/anomaly", nil, &st)
+		return st.Seen
+	})
+	if !st.Warm || st.WarmupRemaining != 0 {
+		t.Fatalf("after kill -9 and restart: %+v, want the learned model (warm)", st)
 	}
 }
