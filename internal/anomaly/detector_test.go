@@ -352,3 +352,54 @@ func TestUnivariateJumpOnSeasonalSeries(t *testing.T) {
 		t.Fatalf("at the step: %+v, want an alert for a jump", res[2500])
 	}
 }
+
+// A wild value during warm-up (a sensor's error code or a garbled reading)
+// is left out: it neither sets the model's scale nor the alarm limits, so
+// spikes and shifts after warm-up are still found. A real change of level
+// during warm-up is taken in after a few points.
+func TestUnivariateWarmupIgnoresWildValues(t *testing.T) {
+	series := func(bad float64, at int) []float64 {
+		rng := rand.New(rand.NewPCG(1, 2))
+		v := make([]float64, 3000)
+		for i := range v {
+			v[i] = 50 + rng.NormFloat64()
+			switch {
+			case i == at:
+				v[i] = bad
+			case i == 1500:
+				v[i] += 12 // a spike
+			case i >= 2000 && i < 2100:
+				v[i] += 10 // a shift
+			}
+		}
+		return v
+	}
+	for _, bad := range []float64{65535, 1e308, -1e38} {
+		for _, at := range []int{3, 100, 300} {
+			u, err := NewUnivariate(UnivariateConfig{Field: "x"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := runUni(t, u, series(bad, at))
+			shift := 0
+			for _, r := range res[2000:2100] {
+				if r.Alert {
+					shift++
+				}
+			}
+			if !res[1500].Alert || shift < 80 || !res[len(res)-1].Warm {
+				t.Errorf("%g at point %d: spike alert %v, shift alerts %d/100, warm %v", bad, at, res[1500].Alert, shift, res[len(res)-1].Warm)
+			}
+		}
+	}
+	// A level that steps by 40 σ at point 100 of warm-up is learned.
+	vals := series(50, 0)
+	for i := 100; i < len(vals); i++ {
+		vals[i] += 40
+	}
+	u, _ := NewUnivariate(UnivariateConfig{Field: "x"})
+	res := runUni(t, u, vals)
+	if !res[600].Warm || res[1000].Alert {
+		t.Errorf("after a real step during warm-up: %+v at 600, %+v at 1000", res[600], res[1000])
+	}
+}

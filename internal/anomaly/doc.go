@@ -21,6 +21,13 @@
 // in a row (default 30), and then lasts while the statistic stays above
 // 0.7 of the level (hysteresis).
 //
+// Univariate keeps gross values out of warm-up: the first 16 values are
+// held back and fitted in order without those farther from their median
+// than 100 times the larger of its magnitude and their spread (error codes
+// such as 65535 or 1e38), and later warm-up values likewise against the
+// fitted level, at most 8 in a row. Otherwise one such value would set the
+// scale, and the spike limit, for good.
+//
 // Every detector implements encoding.BinaryMarshaler/BinaryUnmarshaler; a
 // restored detector continues bit-for-bit where the original stood.
 // Manager.Snapshot/Restore does the same for every device.
@@ -128,8 +135,8 @@
 //
 // # Memory (fixed per series)
 //
-//	Univariate:  384 bytes per series.
-//	Fieldwise:   408 bytes per field.
+//	Univariate:  568 bytes per series (128 of them hold the warm-up seed).
+//	Fieldwise:   592 bytes per field.
 //	PCA, d fields: 8·(5d²+7d)+160 bytes; 8 fields: 3,168 bytes.
 //	Changepoint: 96 bytes per field + 120; 8 fields: 888 bytes.
 //	RCF: about Trees × SampleSize × (24·Fields·Shingle + 64) bytes
