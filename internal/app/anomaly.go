@@ -28,9 +28,10 @@ import (
 // stored, so it charts beside the raw signals (metric anomaly_score).
 const ScoreField = "anomaly.score"
 
-// anomalySet runs the streaming detectors on the hub: a durable bus consumer
-// scores every device update, writes the score to the tsdb and keeps the
-// latest score per device for the rules engine's anomaly(...).
+// anomalySet runs the streaming detectors on the hub: the rules consumer
+// scores every device update just before evaluating it, the score goes to
+// the tsdb, and the latest score per device answers the rules engine's
+// anomaly(...).
 type anomalySet struct {
 	mgr      *anomaly.Manager
 	tsdb     *tsdb.DB
@@ -106,13 +107,8 @@ func (h *Hub) runAnomaly(ctx context.Context, g *errgroup.Group) {
 		a.lookup = h.tmpl.svc.Lookup
 	}
 	a.restore(ctx)
-	if h.rules == nil {
-		// Otherwise the rules consumer scores each message just before it
-		// evaluates it (anomalyBefore).
-		g.Go(func() error {
-			return h.Bus.Consume(ctx, "anomaly", bus.ConsumeOptions{FromNow: true}, a.handle)
-		})
-	}
+	// The rules consumer scores each message just before it evaluates it
+	// (anomalyBefore); here the learned state is saved.
 	g.Go(func() error {
 		// Saved periodically as well as at the end, so a crash loses at
 		// most one period of learning.
@@ -150,17 +146,6 @@ func (h *Hub) anomalyBefore() func(context.Context, *bus.Telemetry) {
 			a.log.Warn("anomaly: update not scored", "device", t.Device, "err", err)
 		}
 	}
-}
-
-// handle scores a batch and stores the scores; it is a bus.Handler, used
-// when the rules engine is off.
-func (a *anomalySet) handle(ctx context.Context, batch []*bus.Telemetry) error {
-	for _, t := range batch {
-		if err := a.score(ctx, t); err != nil {
-			return err
-		}
-	}
-	return a.flush(ctx)
 }
 
 // score observes one update and keeps its score for flush.
