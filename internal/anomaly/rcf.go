@@ -651,7 +651,7 @@ func (f *RCF) Observe(x []float64, res *Result) {
 			// fraction of the alert level.
 			need := -math.Log2(f.cfg.Sensitivity)
 			if f.alert {
-				need *= hysteresis
+				need *= rcfHysteresis
 			}
 			res.Alert = r >= need
 			f.alert = res.Alert
@@ -1225,3 +1225,7 @@ func (t *rcTree) wellFormed() bool {
 	}
 	return true
 }
+
+// rcfHysteresis is the fraction of the alert level below which an RCF
+// alert ends (chosen on SKAB's valve1 against no hysteresis; RESULTS.md).
+const rcfHysteresis = 0.7

@@ -79,6 +79,7 @@ Detectors:
 	f.IntVar(&o.Model.AlertHalfLife, "alert-halflife", 0, "univariate: adaptation half-life while alerting (default 4 × halflife)")
 	f.Float64Var(&o.Model.Wander, "wander", 0, "univariate: how fast the normal wander of each field's level is learned, relative to the level (default 0.25; -1 turns it off)")
 	f.IntVar(&o.Model.Persist, "persist", 0, "univariate: points in a row above the alert level before an alert starts (default 30)")
+	f.Float64Var(&o.Model.Hysteresis, "hysteresis", 0, "univariate: fraction of the alert level below which an alert ends (default 0.1)")
 	f.Float64Var(&o.Model.Drift, "drift", 0, "changepoint: CUSUM drift k in noise sd (default 0.5)")
 	f.Float64Var(&o.Model.Floor, "floor", 0, "changepoint: lowest CUSUM limit h in noise sd (default 10)")
 	f.IntVar(&o.Model.Refractory, "refractory", 0, "changepoint: rows after a report with no other (default 10)")

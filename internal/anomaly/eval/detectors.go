@@ -23,6 +23,7 @@ type ModelOptions struct {
 	Refractory    int     // changepoint: points after a report with no other
 	Wander        float64 // univariate: learning rate of the level's wander (negative: off)
 	Persist       int     // univariate: points in a row above the level before an alert
+	Hysteresis    float64 // univariate: fraction of the level below which an alert ends
 }
 
 // detectorNames maps names to a one-line description.
@@ -77,7 +78,7 @@ func newDetector(name string, fields []string, warmup int, sens float64, m Model
 	case "rcf":
 		return anomaly.NewRCF(anomaly.RCFConfig{Fields: fields, Warmup: warmup, Sensitivity: sens, Smoothing: m.Smoothing, Margin: m.Margin, ScaleHalfLife: m.HalfLife})
 	case "univariate":
-		return anomaly.NewFieldwise(fields, anomaly.UnivariateConfig{Warmup: warmup, Sensitivity: sens, Margin: m.Margin, Window: m.Window, HalfLife: m.HalfLife, AlertHalfLife: m.AlertHalfLife, Wander: m.Wander, Persist: m.Persist})
+		return anomaly.NewFieldwise(fields, anomaly.UnivariateConfig{Warmup: warmup, Sensitivity: sens, Margin: m.Margin, Window: m.Window, HalfLife: m.HalfLife, AlertHalfLife: m.AlertHalfLife, Wander: m.Wander, Persist: m.Persist, Hysteresis: m.Hysteresis})
 	}
 	return nil, fmt.Errorf("%w: unknown detector %q; choose one of:\n%s", ErrData, name, DetectorHelp())
 }
