@@ -69,8 +69,9 @@ type Result struct {
 	// It is 0 while warming up.
 	Score float64 `json:"score"`
 	// Alert starts at Score >= 1-Sensitivity and is never true while
-	// warming up. Univariate and Fieldwise keep an alert on while the
-	// statistic stays above 0.7 of the alert level (hysteresis).
+	// warming up. Univariate and Fieldwise need the statistic at twice the
+	// alert level or above it for Persist points in a row, and keep an
+	// alert on while it stays above Hysteresis × the level (0.1; RCF 0.7).
 	Alert bool `json:"alert"`
 	// Warm is true once the learning period is over.
 	Warm bool `json:"warm"`
