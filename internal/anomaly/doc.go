@@ -26,7 +26,10 @@
 // than 100 times the larger of its magnitude and their spread (error codes
 // such as 65535 or 1e38), and later warm-up values likewise against the
 // fitted level, at most 8 in a row. Otherwise one such value would set the
-// scale, and the spike limit, for good.
+// scale, and the spike limit, for good. The Manager wraps PCA and RCF
+// models in the same guard per field (guard.go; a gross value becomes a
+// missing one for the model), which adds 8·(16+5)·d + 96 bytes during and
+// after warm-up.
 //
 // Every detector implements encoding.BinaryMarshaler/BinaryUnmarshaler; a
 // restored detector continues bit-for-bit where the original stood.

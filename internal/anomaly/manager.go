@@ -72,9 +72,17 @@ func (t Template) build(fields []string) (Detector, error) {
 	case KindUnivariate:
 		return NewFieldwise(fields, UnivariateConfig{Sensitivity: t.Sensitivity, Warmup: t.Warmup})
 	case KindRCF:
-		return NewRCF(RCFConfig{Fields: fields, Sensitivity: t.Sensitivity, Warmup: t.Warmup})
+		det, err := NewRCF(RCFConfig{Fields: fields, Sensitivity: t.Sensitivity, Warmup: t.Warmup})
+		if err != nil {
+			return nil, err
+		}
+		return guarded(det, det.cfg.Warmup), nil
 	}
-	return NewPCA(PCAConfig{Fields: fields, Sensitivity: t.Sensitivity, Warmup: t.Warmup})
+	det, err := NewPCA(PCAConfig{Fields: fields, Sensitivity: t.Sensitivity, Warmup: t.Warmup})
+	if err != nil {
+		return nil, err
+	}
+	return guarded(det, det.cfg.Warmup), nil
 }
 
 // fingerprint identifies what a learned state depends on; sensitivity is

@@ -214,3 +214,66 @@ func TestManagerConcurrent(t *testing.T) {
 		t.Fatalf("Len %d, want 5", m.Len())
 	}
 }
+
+// A gross value during warm-up (an error code) is kept out of the PCA and
+// RCF models, so faults after warm-up are still found (a broken
+// correlation for PCA, a level shift for RCF, which does not see broken
+// correlations); the same values fed to the bare detectors blind them.
+func TestManagerWarmupIgnoresGrossValues(t *testing.T) {
+	names := []string{"flow", "pressure", "current", "vibration"}
+	rows, _ := synth.Correlated{N: 1500, D: 4, K: 2, Noise: 0.1, At: 1200, Field: 1, Break: 1, Seed: 11}.Rows()
+	shifted, _ := synth.Correlated{N: 1500, D: 4, K: 2, Noise: 0.1, Seed: 12}.Rows()
+	for i := 1200; i < 1500; i++ {
+		shifted[i][0] += 3
+	}
+	for _, at := range []int{3, 150, 300} {
+		rows[at][2], shifted[at][0] = 65535, 65535 // RCF scales each field alone: spoil the shifted one
+	}
+	for _, c := range []struct {
+		kind string
+		rows [][]float64
+		bare func() (Detector, error)
+	}{
+		{KindPCA, rows, func() (Detector, error) { return NewPCA(PCAConfig{Fields: names}) }},
+		{KindRCF, shifted, func() (Detector, error) { return NewRCF(RCFConfig{Fields: names}) }},
+	} {
+		count := func(res []Result) (alerts, early int) {
+			for i, r := range res {
+				switch {
+				case r.Alert && i >= 1200:
+					alerts++
+				case r.Alert:
+					early++
+				}
+			}
+			return
+		}
+		m, err := NewManager(ManagerConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.SetTemplate("acme", "pump", Template{Fields: names, Kind: c.kind}); err != nil {
+			t.Fatal(err)
+		}
+		var res []Result
+		for _, ds := range feed(t, m, "acme", "p1", "pump", c.rows, names, time.Unix(1e9, 0)) {
+			res = append(res, ds.Result)
+		}
+		if alerts, early := count(res); alerts < 150 || early > 10 {
+			t.Errorf("%s: %d of 300 faulty updates alerted, %d alerts before the fault", c.kind, alerts, early)
+		}
+		det, err := c.bare()
+		if err != nil {
+			t.Fatal(err)
+		}
+		res = res[:0]
+		for _, row := range c.rows {
+			var r Result
+			det.Observe(row, &r)
+			res = append(res, r)
+		}
+		if alerts, _ := count(res); alerts >= 150 {
+			t.Errorf("bare %s alerted on %d faulty updates despite the error codes; the test no longer shows the guard's use", c.kind, alerts)
+		}
+	}
+}

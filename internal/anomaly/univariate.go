@@ -242,9 +242,9 @@ func (u *Univariate) observe(v float64, res *Result) {
 		return // left out of the fit, like a missing value
 	}
 	if u.seedK < seedN {
+		res.WarmupRemaining = u.cfg.Warmup - int(u.seedK)
 		u.seed[u.seedK] = v
 		u.seedK++
-		res.WarmupRemaining = u.cfg.Warmup - int(u.seedK)
 		if u.seedK == seedN {
 			u.useSeed(res)
 		}
