@@ -376,6 +376,7 @@ type DeviceInfo struct {
 	Template    string   `json:"template"`
 	Kind        string   `json:"kind"`
 	Fields      []string `json:"fields"`
+	Warmup      int      `json:"warmup"` // updates the warm-up lasts
 	MemoryBytes int      `json:"memory_bytes"`
 }
 
@@ -390,7 +391,7 @@ func (m *Manager) Device(k Key) (DeviceInfo, bool) {
 	if d.det == nil {
 		return DeviceInfo{}, false
 	}
-	return DeviceInfo{Key: k, Template: d.tmplName, Kind: d.t.Kind, Fields: append([]string(nil), d.fields...), MemoryBytes: d.det.MemoryBytes()}, true
+	return DeviceInfo{Key: k, Template: d.tmplName, Kind: d.t.Kind, Fields: append([]string(nil), d.fields...), Warmup: d.t.Warmup, MemoryBytes: d.det.MemoryBytes()}, true
 }
 
 const (

@@ -23,6 +23,8 @@ type AnomalyStatus struct {
 	Kind string    `json:"kind,omitempty"`
 	// Fields the detector models.
 	Fields []string `json:"fields,omitempty"`
+	// Warmup is how many updates the learning period lasts.
+	Warmup int `json:"warmup,omitempty"`
 	// Warm is false during the learning period: no score, no alerts.
 	Warm            bool                  `json:"warm"`
 	WarmupRemaining int                   `json:"warmupRemaining"`
@@ -46,8 +48,9 @@ func (s *Server) anomalyRoutes() {
 				"device":          str(""),
 				"seen":            boolean("an update from the device was scored since the hub started"),
 				"time":            dateTime("time of the last scored update"),
-				"kind":            strEnum("detector", "univariate", "pca"),
+				"kind":            strEnum("detector", "univariate", "pca", "rcf"),
 				"fields":          arrayOf(schema{"type": "string"}),
+				"warmup":          integer("updates the warm-up lasts", 0),
 				"warm":            boolean("false while learning: no score and no alerts"),
 				"warmupRemaining": integer("updates still needed before scoring starts", 0),
 				"score":           schema{"type": "number", "minimum": 0, "maximum": 1},
@@ -55,7 +58,7 @@ func (s *Server) anomalyRoutes() {
 				"contributions": arrayOf(object("", []string{"field", "share", "reason"}, schema{
 					"field":  str(""),
 					"share":  schema{"type": "number", "minimum": 0, "maximum": 1},
-					"reason": str("spike, shift, stuck, spread or joint"),
+					"reason": str("spike, shift, spread, jump, stuck or joint"),
 				})),
 			}),
 			Example: AnomalyStatus{Device: "pump-3", Seen: true, Time: exampleTime, Kind: "univariate", Fields: []string{"vibration", "current"},

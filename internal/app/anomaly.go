@@ -286,7 +286,7 @@ func (a *anomalySet) DeviceAnomaly(_ context.Context, org, device string) (api.A
 	a.mu.RUnlock()
 	st := api.AnomalyStatus{Device: device, Contributions: []api.AnomalyContribution{}}
 	if info, found := a.mgr.Device(anomaly.Key{Org: org, Device: device}); found {
-		st.Kind, st.Fields = info.Kind, info.Fields
+		st.Kind, st.Fields, st.Warmup = info.Kind, info.Fields, info.Warmup
 	}
 	if !ok {
 		return st, nil // no update seen since the hub started

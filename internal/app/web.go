@@ -87,6 +87,7 @@ func (h *Hub) newConsole() (http.Handler, error) {
 		Telemetry:    consoleTelemetry{h.TSDB},
 		Presence:     consolePresence{h.Gateway},
 		Dashboards:   dash,
+		Anomalies:    consoleAnomalies{h.anomaly},
 		Logger:       h.log.With("module", "web"),
 	})
 	if err != nil {
@@ -116,6 +117,22 @@ func (h *Hub) EnsureFactoryDashboard(ctx context.Context, org string) error {
 }
 
 // consoleTelemetry adapts the tsdb to the console's reader interface.
+// consoleAnomalies shows the anomaly detectors on device pages.
+type consoleAnomalies struct{ a *anomalySet }
+
+func (c consoleAnomalies) DeviceAnomaly(ctx context.Context, org, device string) (web.Anomaly, error) {
+	st, err := c.a.DeviceAnomaly(ctx, org, device)
+	if err != nil {
+		return web.Anomaly{}, err
+	}
+	out := web.Anomaly{Seen: st.Seen, Kind: st.Kind, Fields: st.Fields, Warm: st.Warm, Warmup: st.Warmup,
+		WarmupRemaining: st.WarmupRemaining, Score: st.Score, Alert: st.Alert}
+	for _, x := range st.Contributions {
+		out.Contributions = append(out.Contributions, web.AnomalyContribution{Field: x.Field, Share: x.Share, Reason: x.Reason})
+	}
+	return out, nil
+}
+
 type consoleTelemetry struct{ db *tsdb.DB }
 
 func (t consoleTelemetry) Range(ctx context.Context, org, device string, fields []string, from, to time.Time, step time.Duration, agg string) ([]web.Series, error) {

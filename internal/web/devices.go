@@ -313,6 +313,7 @@ type detailData struct {
 	HasTS     bool
 	Alerts    []Alert
 	AlertsOn  bool
+	Anomaly   *Anomaly
 	Twin      *Twin
 	TwinOn    bool
 	TwinErr   string
@@ -370,6 +371,11 @@ func (s *Server) detail(r *http.Request) (*detailData, error) {
 	}
 	if s.deps.Alerts != nil {
 		d.Alerts, _ = s.deps.Alerts.Recent(r.Context(), v.org, id, 20)
+	}
+	if s.deps.Anomalies != nil {
+		if a, err := s.deps.Anomalies.DeviceAnomaly(r.Context(), v.org, id); err == nil {
+			d.Anomaly = &a
+		}
 	}
 	if s.deps.Twins != nil {
 		t, err := s.deps.Twins.Get(r.Context(), v.org, id)

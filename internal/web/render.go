@@ -27,6 +27,9 @@ var funcs = template.FuncMap{
 	"bytes":     humanBytes,
 	"bitrate":   humanBitrate,
 	"list":      func(s ...string) []string { return s },
+	"sub":       func(a, b int) int { return a - b },
+	"pct":       func(f float64) string { return fmt.Sprintf("%.0f%%", 100*f) },
+	"why":       anomalyReason,
 	"tags": func(m map[string]string) string {
 		parts := make([]string, 0, len(m))
 		for _, k := range sortedKeys(m) {
@@ -261,4 +264,23 @@ func humanBitrate(bps int64) string {
 		return fmt.Sprintf("%g kbit/s", float64(bps)/1e3)
 	}
 	return fmt.Sprintf("%d bit/s", bps)
+}
+
+// anomalyReason says in plain words why a field was blamed.
+func anomalyReason(r string) string {
+	switch r {
+	case "spike":
+		return "a value far from the usual level"
+	case "shift":
+		return "the level moved"
+	case "spread":
+		return "the readings got noisier or steadier"
+	case "jump":
+		return "a sudden step between readings"
+	case "stuck":
+		return "the value stopped changing"
+	case "joint":
+		return "out of step with the other fields"
+	}
+	return r
 }

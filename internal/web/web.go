@@ -91,6 +91,31 @@ type Alerts interface {
 	Recent(ctx context.Context, org, device string, limit int) ([]Alert, error)
 }
 
+// Anomaly is a device's streaming anomaly detector as the console shows it.
+type Anomaly struct {
+	Seen            bool // an update has been scored since the hub started
+	Kind            string
+	Fields          []string
+	Warm            bool // warm-up is over: scores and alerts
+	Warmup          int  // updates the warm-up lasts
+	WarmupRemaining int
+	Score           float64
+	Alert           bool
+	Contributions   []AnomalyContribution
+}
+
+// AnomalyContribution is one field's part in the score.
+type AnomalyContribution struct {
+	Field  string
+	Share  float64
+	Reason string // spike, shift, spread, jump, stuck, joint
+}
+
+// Anomalies reads devices' anomaly detectors; the hub provides it.
+type Anomalies interface {
+	DeviceAnomaly(ctx context.Context, org, device string) (Anomaly, error)
+}
+
 // Twin is a device twin: desired and reported JSON documents and the ETag
 // that guards updates of desired.
 type Twin struct {
@@ -154,6 +179,8 @@ type Deps struct {
 	Inbox     Inbox
 	Templates Templates
 	PromQL    PromQL
+	// Anomalies shows each device's anomaly detector; nil hides the panel.
+	Anomalies Anomalies
 	Logger    *slog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time

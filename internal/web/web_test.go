@@ -336,3 +336,46 @@ func BenchmarkFleetSummaryCold(b *testing.B) {
 		}
 	}
 }
+
+type anomalyStates map[string]web.Anomaly
+
+func (a anomalyStates) DeviceAnomaly(_ context.Context, _, device string) (web.Anomaly, error) {
+	return a[device], nil
+}
+
+// The device page shows the anomaly detector: learning with its progress,
+// then the score, whether it alerts, and the fields behind it in words.
+func TestDevicePageShowsAnomaly(t *testing.T) {
+	states := anomalyStates{
+		"pump-1": {Seen: true, Kind: "univariate", Fields: []string{"flow", "vibration"}, Warmup: 400, WarmupRemaining: 130},
+		"pump-2": {Seen: true, Kind: "univariate", Fields: []string{"flow", "vibration"}, Warmup: 400, Warm: true, Score: 0.93, Alert: true,
+			Contributions: []web.AnomalyContribution{{Field: "vibration", Share: 0.8, Reason: "jump"}, {Field: "flow", Share: 0.2, Reason: "shift"}}},
+	}
+	f := newFixture(t, func(d *web.Deps) { d.Anomalies = states })
+	ctx := context.Background()
+	for _, id := range []string{"pump-1", "pump-2", "pump-3"} {
+		if _, err := f.reg.CreateDevice(ctx, f.op.ID, registry.Device{ID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := f.browser(t)
+	b.signIn(adminSecret)
+	for _, c := range []struct {
+		id   string
+		want []string
+	}{
+		{"pump-1", []string{"Learning this machine", `data-testid="anomaly-remaining">130<`, `<progress max="400" value="270"`}},
+		{"pump-2", []string{`data-testid="anomaly-state">anomalous<`, `data-testid="anomaly-score">0.93<`, "<th scope=\"row\">vibration</th><td class=\"num\">80%</td><td>a sudden step between readings</td>", "the level moved", "univariate model over flow, vibration"}},
+		{"pump-3", []string{"No update from this device has been scored"}},
+	} {
+		code, page := b.get("/devices/" + c.id)
+		if code != http.StatusOK {
+			t.Fatalf("%s: %d", c.id, code)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(page, w) {
+				t.Errorf("%s: page lacks %q", c.id, w)
+			}
+		}
+	}
+}

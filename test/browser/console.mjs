@@ -123,6 +123,8 @@ await test("device-detail-live-chart", async (page) => {
   // New points arrive over Server-Sent Events and are appended to the chart.
   await page.waitForFunction(() => [...document.querySelectorAll(".chart")].some((c) => +(c.dataset.livePoints || 0) >= 2), null, { timeout: 20000 });
   check(await page.locator(".chart canvas").count() > 0, "uPlot drew a canvas");
+  const anomaly = await page.getByTestId("anomaly").innerText();
+  check(/Learning this machine|score \d\.\d\d/.test(anomaly), "the anomaly panel shows learning or a score: " + anomaly);
   await shot(page, "06-device-detail");
   await timedGoto(page, "/devices/" + device + "?range=1h");
   check(await page.locator('.ranges a[aria-current="true"]').innerText() === "1h", "the range picker marks 1h");
