@@ -63,7 +63,7 @@ func Default() Config {
 		BusPrefix:  "SHOPFLOOR",
 		StreamMB:   10240,
 
-		AnomalySnapshot: time.Minute,
+		AnomalySnapshot: 5 * time.Minute,
 	}
 }
 
