@@ -107,6 +107,10 @@ func (h *Hub) runAnomaly(ctx context.Context, g *errgroup.Group) {
 		a.lookup = h.tmpl.svc.Lookup
 	}
 	a.restore(ctx)
+	// Earlier versions read the stream with a consumer of their own.
+	if err := h.Bus.DeleteConsumer(ctx, "anomaly"); err != nil {
+		h.log.Warn("remove the unused anomaly consumer", "err", err)
+	}
 	// The rules consumer scores each message just before it evaluates it
 	// (anomalyBefore); here the learned state is saved.
 	g.Go(func() error {

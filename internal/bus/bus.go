@@ -184,6 +184,17 @@ func (b *Bus) Close() error {
 	return nil
 }
 
+// DeleteConsumer removes a durable consumer that Consume created under
+// name, if there is one: a consumer no longer read would otherwise stay on
+// the server and count ever more pending messages.
+func (b *Bus) DeleteConsumer(ctx context.Context, name string) error {
+	err := b.js.DeleteConsumer(ctx, b.StreamName(), b.cfg.Prefix+"_"+name)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil
+	}
+	return err
+}
+
 // DeleteStream removes the telemetry stream; tests on a shared NATS use it
 // to clean up after themselves.
 func (b *Bus) DeleteStream(ctx context.Context) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -162,6 +165,31 @@ func TestEmbeddedDurableResume(t *testing.T) {
 	// A new consumer name sees the whole history.
 	if all := consumeUntil(t, b, "export", 1200); len(all) != 1200 {
 		t.Fatalf("new consumer saw %d of 1200", len(all))
+	}
+}
+
+// A consumer no longer read can be removed; removing one that does not exist
+// is not an error.
+func TestDeleteConsumer(t *testing.T) {
+	b, err := New(context.Background(), Config{Dir: t.TempDir()}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	publishAll(t, b, 0, 10)
+	consumeUntil(t, b, "old", 10)
+	ctx := context.Background()
+	if _, err := b.JetStream().Consumer(ctx, b.StreamName(), "SHOPFLOOR_old"); err != nil {
+		t.Fatalf("the consumer should exist: %v", err)
+	}
+	if err := b.DeleteConsumer(ctx, "old"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.JetStream().Consumer(ctx, b.StreamName(), "SHOPFLOOR_old"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Fatalf("after delete: %v", err)
+	}
+	if err := b.DeleteConsumer(ctx, "old"); err != nil {
+		t.Fatalf("deleting a missing consumer: %v", err)
 	}
 }
 
