@@ -223,3 +223,45 @@ func (s *Service) Authenticate(ctx context.Context, name, password string) (User
 	u.Role, u.CreatedAt = registry.Role(role), time.UnixMilli(created).UTC()
 	return u, nil
 }
+
+// ChangePassword sets user id's password after checking the current one,
+// and signs out the user's other browsers: every session but keep (the
+// cookie value of the browser that made the change; "" signs out all).
+func (s *Service) ChangePassword(ctx context.Context, id, current, next, keep string) error {
+	var hash string
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT password_hash FROM console_users WHERE id = ?`), id).Scan(&hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("user %q does not exist: %w", id, registry.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("look up user: %w", err)
+	}
+	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(current)) != nil {
+		return fmt.Errorf("the current password is wrong: %w", registry.ErrUnauthorized)
+	}
+	if len(next) < MinPassword || len(next) > MaxPassword {
+		return fmt.Errorf("a password needs %d to %d characters: %w", MinPassword, MaxPassword, registry.ErrInvalid)
+	}
+	if next == current {
+		return fmt.Errorf("the new password is the current one; choose another: %w", registry.ErrInvalid)
+	}
+	nh, err := bcrypt.GenerateFromPassword([]byte(next), s.cost)
+	if err != nil {
+		return fmt.Errorf("hash the password: %w", err)
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("change password: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, s.q(`UPDATE console_users SET password_hash = ? WHERE id = ?`), string(nh), id); err != nil {
+		return fmt.Errorf("change password: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM console_sessions WHERE user_id = ? AND id_hash <> ?`), id, idHash(keep)); err != nil {
+		return fmt.Errorf("sign out other browsers: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("change password: %w", err)
+	}
+	return nil
+}

@@ -146,3 +146,64 @@ func TestUsersAndSessions(t *testing.T) {
 		})
 	}
 }
+
+// Changing one's password checks the current one, refuses a bad new one
+// without changing anything, and signs out the user's other browsers.
+func TestChangePassword(t *testing.T) {
+	for name, open := range storetest.DBs() {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			db, driver := open(t)
+			s, err := users.New(ctx, users.Config{DB: db, Driver: driver, Cost: bcrypt.MinCost})
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, err := s.Create(ctx, "acme", "piet", "first password 1", registry.RoleViewer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			exp := time.Now().Add(time.Hour)
+			for _, id := range []string{"this-browser", "other-browser"} {
+				if err := s.SaveSession(ctx, users.Session{ID: id, User: u.ID, CSRF: "c", Org: "acme", Expires: exp}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, c := range []struct {
+				current, next string
+				want          error
+			}{
+				{"wrong password!", "second password 2", registry.ErrUnauthorized},
+				{"first password 1", "short", registry.ErrInvalid},
+				{"first password 1", "first password 1", registry.ErrInvalid},
+			} {
+				if err := s.ChangePassword(ctx, u.ID, c.current, c.next, "this-browser"); !errors.Is(err, c.want) {
+					t.Errorf("ChangePassword(%q → %q) = %v, want %v", c.current, c.next, err, c.want)
+				}
+			}
+			if _, ok, _ := s.LoadSession(ctx, "other-browser"); !ok {
+				t.Fatal("a refused change signed a browser out")
+			}
+			if _, err := s.Authenticate(ctx, "piet", "first password 1"); err != nil {
+				t.Fatalf("a refused change altered the password: %v", err)
+			}
+			if err := s.ChangePassword(ctx, "usr_nobody", "first password 1", "second password 2", ""); !errors.Is(err, registry.ErrNotFound) {
+				t.Fatalf("unknown user: %v", err)
+			}
+			if err := s.ChangePassword(ctx, u.ID, "first password 1", "second password 2", "this-browser"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Authenticate(ctx, "piet", "first password 1"); !errors.Is(err, registry.ErrUnauthorized) {
+				t.Fatalf("the old password still signs in: %v", err)
+			}
+			if _, err := s.Authenticate(ctx, "piet", "second password 2"); err != nil {
+				t.Fatalf("the new password: %v", err)
+			}
+			if _, ok, _ := s.LoadSession(ctx, "this-browser"); !ok {
+				t.Fatal("the browser that changed the password was signed out")
+			}
+			if _, ok, _ := s.LoadSession(ctx, "other-browser"); ok {
+				t.Fatal("another browser is still signed in after the change")
+			}
+		})
+	}
+}

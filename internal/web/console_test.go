@@ -470,3 +470,68 @@ func TestUsersPageIsForAdmins(t *testing.T) {
 		t.Fatalf("a deleted user's browser answered %d, want a redirect to sign-in", code)
 	}
 }
+
+// A user changes their own password on the account page: the current one
+// is checked, a mistyped or short new one is refused with the reason and
+// changes nothing, and after the change the old password no longer signs
+// in and the user's other browsers are signed out while this one stays.
+func TestChangeOwnPassword(t *testing.T) {
+	us := openUsers(t)
+	f := newFixture(t, func(d *web.Deps) { d.Users, d.Sessions = us, us })
+	if _, err := us.Create(context.Background(), f.op.ID, "piet", "first password 1", registry.RoleViewer); err != nil {
+		t.Fatal(err)
+	}
+	b, other := f.browser(t), f.browser(t)
+	for _, x := range []*browser{b, other} {
+		if code, _ := x.signInUser("piet", "first password 1"); code != http.StatusSeeOther {
+			t.Fatalf("sign-in answered %d", code)
+		}
+	}
+	_, page := b.get("/account")
+	if !strings.Contains(page, `data-testid="account-user">piet<`) || !strings.Contains(page, "Change your password") {
+		t.Fatalf("account page:\n%s", page)
+	}
+	csrf := csrfOf(t, page)
+	for _, c := range []struct {
+		form url.Values
+		want string
+	}{
+		{url.Values{"current": {"wrong password!"}, "password": {"second password 2"}, "password2": {"second password 2"}}, "The current password is wrong"},
+		{url.Values{"current": {"first password 1"}, "password": {"second password 2"}, "password2": {"second password 3"}}, "The two new passwords differ"},
+		{url.Values{"current": {"first password 1"}, "password": {"short"}, "password2": {"short"}}, "A password needs 10 to 72 characters"},
+	} {
+		c.form.Set("csrf", csrf)
+		code, body, _ := b.post("/account/password", c.form)
+		if code != http.StatusBadRequest || !strings.Contains(body, c.want) {
+			t.Errorf("%v: answered %d, want 400 with %q:\n%s", c.form, code, c.want, body)
+		}
+	}
+	if code, _ := other.get("/"); code != http.StatusOK {
+		t.Fatal("a refused change signed the other browser out")
+	}
+	code, _, loc := b.post("/account/password", url.Values{"csrf": {csrf}, "current": {"first password 1"}, "password": {"second password 2"}, "password2": {"second password 2"}})
+	if code != http.StatusSeeOther || loc != "/account?changed=1" {
+		t.Fatalf("change answered %d %q", code, loc)
+	}
+	if code, page := b.get("/account?changed=1"); code != http.StatusOK || !strings.Contains(page, "Password changed") {
+		t.Fatalf("after the change this browser got %d", code)
+	}
+	if code, _ := other.get("/"); code != http.StatusSeeOther {
+		t.Fatalf("the other browser answered %d after the change, want a redirect to sign-in", code)
+	}
+	if code, _ := f.browser(t).signInUser("piet", "first password 1"); code != http.StatusUnauthorized {
+		t.Fatalf("the old password signs in: %d", code)
+	}
+	if code, _ := f.browser(t).signInUser("piet", "second password 2"); code != http.StatusSeeOther {
+		t.Fatalf("the new password: %d", code)
+	}
+	// A token sign-in has no password to change.
+	tb := f.browser(t)
+	tcsrf := tb.signIn(adminSecret)
+	if _, page := tb.get("/account"); !strings.Contains(page, "signed in with an API token") {
+		t.Fatalf("account page for a token:\n%s", page)
+	}
+	if code, _, _ := tb.post("/account/password", url.Values{"csrf": {tcsrf}, "current": {"x"}, "password": {"second password 2"}, "password2": {"second password 2"}}); code != http.StatusBadRequest {
+		t.Fatalf("a token session changing a password answered %d", code)
+	}
+}

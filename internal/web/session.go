@@ -149,6 +149,18 @@ func (ss *sessions) setOrg(ctx context.Context, id, org string) error {
 	return ss.save(ctx, &out)
 }
 
+// dropUser forgets the cached sessions of a user except keep; the store
+// has already deleted their rows.
+func (ss *sessions) dropUser(user, keep string) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for id, s := range ss.m {
+		if s.user == user && id != keep {
+			delete(ss.m, id)
+		}
+	}
+}
+
 func (ss *sessions) drop(ctx context.Context, id string) error {
 	ss.mu.Lock()
 	delete(ss.m, id)

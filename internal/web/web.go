@@ -151,6 +151,9 @@ type Users interface {
 	Create(ctx context.Context, org, name, password string, role registry.Role) (users.User, error)
 	List(ctx context.Context, org string) ([]users.User, error)
 	Delete(ctx context.Context, org, id string) error
+	// ChangePassword checks the current password, sets the new one and
+	// signs out the user's sessions other than keep.
+	ChangePassword(ctx context.Context, id, current, next, keep string) error
 }
 
 // Deps are the console's collaborators. Registry is required; a nil

@@ -229,6 +229,21 @@ await test("sign-in-password", async (page) => {
   await page.getByRole("heading", { name: "Fleet overview" }).waitFor();
   check((await page.locator(".role").innerText()) === "operator", "the header shows the user's role");
   await shot(page, "14-signed-in-as-user");
+  // The header leads to the account page, where users change their own
+  // password (and back, so later tests sign in as before).
+  await page.locator("a.role").click();
+  await page.getByRole("heading", { name: "Your account" }).waitFor();
+  const change = async (from, to) => {
+    await page.getByLabel("Current password").fill(from);
+    await page.getByLabel("New password (10 to 72 characters)").fill(to);
+    await page.getByLabel("New password again").fill(to);
+    await page.getByRole("button", { name: "Change password" }).click();
+    await page.getByRole("status").waitFor();
+  };
+  await change(password, password + "-2");
+  check((await page.getByRole("status").innerText()).includes("Password changed"), "the password change is confirmed");
+  await shot(page, "14b-account-password-changed");
+  await change(password + "-2", password);
 });
 
 await test("twin-edit-reaches-device", async (page) => {
