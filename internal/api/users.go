@@ -16,6 +16,8 @@ type Users interface {
 	CreateUser(ctx context.Context, org, name, password string, role registry.Role) (User, error)
 	ListUsers(ctx context.Context, org string) ([]User, error)
 	DeleteUser(ctx context.Context, org, id string) error
+	// SetUserPassword resets a user's password and signs them out.
+	SetUserPassword(ctx context.Context, org, id, password string) error
 }
 
 // User is a console account; its password is never returned.
@@ -25,6 +27,10 @@ type User struct {
 	Name      string        `json:"name"`
 	Role      registry.Role `json:"role"`
 	CreatedAt time.Time     `json:"createdAt"`
+}
+
+type setPasswordRequest struct {
+	Password string `json:"password"`
 }
 
 type createUserRequest struct {
@@ -60,6 +66,29 @@ func (s *Server) userRoutes() {
 	s.add(&route{Method: "DELETE", Pattern: "/api/v1/users/{id}", ID: "deleteUser", Tag: "users", Role: registry.RoleAdmin,
 		Summary: "Delete a console user; their browsers are signed out at once", PathParams: map[string]string{"id": "user id"},
 		Responses: []response{{Status: 204, Description: "deleted"}}, Errors: []int{503}, handle: s.deleteUser})
+	s.add(&route{Method: "PUT", Pattern: "/api/v1/users/{id}/password", ID: "setUserPassword", Tag: "users", Role: registry.RoleAdmin,
+		Summary:    "Reset a console user's password (users change their own on the console's account page); their browsers are signed out",
+		PathParams: map[string]string{"id": "user id"},
+		Request: &content{Schema: input("the new password", []string{"password"}, schema{
+			"password": schema{"type": "string", "minLength": 10, "maxLength": 72, "description": "stored only as a bcrypt hash"},
+		}), Example: setPasswordRequest{Password: "another horse battery"}},
+		Responses: []response{{Status: 204, Description: "password set"}}, Errors: []int{503}, handle: s.setUserPassword})
+}
+
+func (s *Server) setUserPassword(w http.ResponseWriter, r *http.Request) error {
+	svc, err := s.usersDep()
+	if err != nil {
+		return err
+	}
+	var req setPasswordRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	if err := svc.SetUserPassword(r.Context(), orgOf(r), r.PathValue("id"), req.Password); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 func (s *Server) usersDep() (Users, error) {

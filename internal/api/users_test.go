@@ -16,8 +16,9 @@ import (
 // fakeUsers keeps users in memory the way internal/users does: names are
 // unique on the hub, rows are scoped by org.
 type fakeUsers struct {
-	mu sync.Mutex
-	m  map[string]api.User
+	mu  sync.Mutex
+	m   map[string]api.User
+	set []string // ids whose password was reset
 }
 
 func (f *fakeUsers) CreateUser(_ context.Context, org, name, password string, role registry.Role) (api.User, error) {
@@ -58,6 +59,19 @@ func (f *fakeUsers) DeleteUser(_ context.Context, org, id string) error {
 	return nil
 }
 
+func (f *fakeUsers) SetUserPassword(_ context.Context, org, id, password string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(password) < 10 {
+		return fmt.Errorf("a password needs 10 to 72 characters: %w", registry.ErrInvalid)
+	}
+	if u, ok := f.m[id]; !ok || u.Org != org {
+		return fmt.Errorf("user %q does not exist: %w", id, registry.ErrNotFound)
+	}
+	f.set = append(f.set, id)
+	return nil
+}
+
 func TestUsersAPI(t *testing.T) {
 	forEachRegistry(t, func(t *testing.T, mk regMaker) {
 		users := &fakeUsers{m: map[string]api.User{}}
@@ -95,6 +109,20 @@ func TestUsersAPI(t *testing.T) {
 		e.do("GET", "/api/v1/users?org=acme", e.opAdmin, nil).decode(t, &l)
 		if len(l.Items) != 1 {
 			t.Fatalf("operator admin lists %+v for acme", l.Items)
+		}
+
+		// An admin resets a password; nobody else, and not across organizations.
+		pw := map[string]string{"password": "another horse battery"}
+		wantError(t, e.do("PUT", "/api/v1/users/"+u.ID+"/password", e.acme[registry.RoleOperator], pw), http.StatusForbidden, "forbidden")
+		wantError(t, e.do("PUT", "/api/v1/users/"+u.ID+"/password", e.globex[registry.RoleAdmin], pw), http.StatusNotFound, "not_found")
+		wantError(t, e.do("PUT", "/api/v1/users/"+u.ID+"/password", e.acme[registry.RoleAdmin], map[string]string{"password": "short"}), http.StatusBadRequest, "invalid")
+		wantError(t, e.do("PUT", "/api/v1/users/"+u.ID+"/password", e.acme[registry.RoleAdmin], map[string]int{"password": 5}), http.StatusBadRequest, "invalid")
+		if len(users.set) != 0 {
+			t.Fatalf("refused resets changed a password: %v", users.set)
+		}
+		wantStatus(t, e.do("PUT", "/api/v1/users/"+u.ID+"/password", e.acme[registry.RoleAdmin], pw), http.StatusNoContent)
+		if len(users.set) != 1 || users.set[0] != u.ID {
+			t.Fatalf("reset %v, want %s", users.set, u.ID)
 		}
 
 		wantError(t, e.do("DELETE", "/api/v1/users/"+u.ID, e.globex[registry.RoleAdmin], nil), http.StatusNotFound, "not_found")

@@ -619,3 +619,7 @@ func (a usersAPI) ListUsers(ctx context.Context, org string) ([]api.User, error)
 func (a usersAPI) DeleteUser(ctx context.Context, org, id string) error {
 	return a.svc.Delete(ctx, org, id)
 }
+
+func (a usersAPI) SetUserPassword(ctx context.Context, org, id, password string) error {
+	return a.svc.SetPassword(ctx, org, id, password)
+}

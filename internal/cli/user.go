@@ -68,19 +68,62 @@ func userCommand() *cobra.Command {
 		},
 	}
 	del := &cobra.Command{
-		Use:   "delete ID",
+		Use:   "delete NAME|ID",
 		Short: "Delete a console user; their browsers are signed out at once",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := call(cmd, "DELETE", pathID("/api/v1/users", args[0]), nil, nil); err != nil {
+			id, err := userID(cmd, args[0])
+			if err != nil {
+				return err
+			}
+			if err := call(cmd, "DELETE", pathID("/api/v1/users", id), nil, nil); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "deleted user %s\n", args[0])
 			return nil
 		},
 	}
-	cmd.AddCommand(add, listCmd, del)
+	var pwStdin bool
+	passwd := &cobra.Command{
+		Use:   "passwd NAME|ID",
+		Short: "Set a console user's new password (asked for, or read from stdin with --password-stdin); their browsers are signed out",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := userID(cmd, args[0])
+			if err != nil {
+				return err
+			}
+			pw, err := readPassword(cmd, pwStdin)
+			if err != nil {
+				return err
+			}
+			if err := call(cmd, "PUT", pathID("/api/v1/users", id)+"/password", map[string]string{"password": pw}, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "password of user %s set; their browsers were signed out\n", args[0])
+			return nil
+		},
+	}
+	passwd.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the password from the first line of stdin (for scripts)")
+	cmd.AddCommand(add, listCmd, del, passwd)
 	return cmd
+}
+
+// userID accepts a user's id or name: names are what people remember.
+func userID(cmd *cobra.Command, nameOrID string) (string, error) {
+	if strings.HasPrefix(nameOrID, "usr_") {
+		return nameOrID, nil
+	}
+	var l list[consoleUser]
+	if err := call(cmd, "GET", "/api/v1/users", nil, &l); err != nil {
+		return "", err
+	}
+	for _, u := range l.Items {
+		if u.Name == nameOrID {
+			return u.ID, nil
+		}
+	}
+	return "", fmt.Errorf("no console user named %q in this organization (see shopfloor user list)", nameOrID)
 }
 
 // readPassword asks twice on a terminal without echo, or reads one line

@@ -37,6 +37,10 @@ func (a usersAdapter) DeleteUser(ctx context.Context, org, id string) error {
 	return a.s.Delete(ctx, org, id)
 }
 
+func (a usersAdapter) SetUserPassword(ctx context.Context, org, id, pw string) error {
+	return a.s.SetPassword(ctx, org, id, pw)
+}
+
 func TestUserAddListDelete(t *testing.T) {
 	isolate(t)
 	ctx := context.Background()
@@ -83,6 +87,18 @@ func TestUserAddListDelete(t *testing.T) {
 	out, err = runIn("", "user", "list")
 	if err != nil || !strings.Contains(out, "anna.k") || strings.Contains(out, "bob") {
 		t.Fatalf("user list: %v\n%s", err, out)
+	}
+	if out, err := runIn("new horse battery\n", "user", "passwd", "anna.k", "--password-stdin"); err != nil || !strings.Contains(out, "password of user") || strings.Contains(out, "horse") {
+		t.Fatalf("user passwd: %v\n%s", err, out)
+	}
+	if _, err := us.Authenticate(ctx, "anna.k", "new horse battery"); err != nil {
+		t.Fatalf("the new password after passwd: %v", err)
+	}
+	if out, err := runIn("short\n", "user", "passwd", u.ID, "--password-stdin"); err == nil || !strings.Contains(out+err.Error(), "10 to 72") {
+		t.Fatalf("passwd with a short password: %v\n%s", err, out)
+	}
+	if _, err := runIn("x\n", "user", "passwd", "nobody", "--password-stdin"); err == nil || !strings.Contains(err.Error(), `no console user named "nobody"`) {
+		t.Fatalf("passwd of an unknown name: %v", err)
 	}
 	if out, err := runIn("", "user", "delete", u.ID); err != nil || !strings.Contains(out, "deleted user") {
 		t.Fatalf("user delete: %v\n%s", err, out)

@@ -265,3 +265,34 @@ func (s *Service) ChangePassword(ctx context.Context, id, current, next, keep st
 	}
 	return nil
 }
+
+// SetPassword is an admin's reset of a user's password in org: no current
+// password is asked, and every browser of the user is signed out.
+func (s *Service) SetPassword(ctx context.Context, org, id, next string) error {
+	if len(next) < MinPassword || len(next) > MaxPassword {
+		return fmt.Errorf("a password needs %d to %d characters: %w", MinPassword, MaxPassword, registry.ErrInvalid)
+	}
+	nh, err := bcrypt.GenerateFromPassword([]byte(next), s.cost)
+	if err != nil {
+		return fmt.Errorf("hash the password: %w", err)
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("set password: %w", err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, s.q(`UPDATE console_users SET password_hash = ? WHERE org = ? AND id = ?`), string(nh), org, id)
+	if err != nil {
+		return fmt.Errorf("set password: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("user %q does not exist in this organization: %w", id, registry.ErrNotFound)
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM console_sessions WHERE user_id = ?`), id); err != nil {
+		return fmt.Errorf("sign out the user: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("set password: %w", err)
+	}
+	return nil
+}

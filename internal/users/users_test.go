@@ -207,3 +207,43 @@ func TestChangePassword(t *testing.T) {
 		})
 	}
 }
+
+// An admin's reset needs no current password, stays inside the admin's
+// organization and signs every browser of the user out.
+func TestSetPassword(t *testing.T) {
+	for name, open := range storetest.DBs() {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			db, driver := open(t)
+			s, err := users.New(ctx, users.Config{DB: db, Driver: driver, Cost: bcrypt.MinCost})
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, err := s.Create(ctx, "acme", "joke", "first password 1", registry.RoleViewer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.SaveSession(ctx, users.Session{ID: "browser", User: u.ID, CSRF: "c", Org: "acme", Expires: time.Now().Add(time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.SetPassword(ctx, "other", u.ID, "second password 2"); !errors.Is(err, registry.ErrNotFound) {
+				t.Fatalf("another org's admin: %v", err)
+			}
+			if err := s.SetPassword(ctx, "acme", u.ID, "short"); !errors.Is(err, registry.ErrInvalid) {
+				t.Fatalf("short password: %v", err)
+			}
+			if _, ok, _ := s.LoadSession(ctx, "browser"); !ok {
+				t.Fatal("a refused reset signed the user out")
+			}
+			if err := s.SetPassword(ctx, "acme", u.ID, "second password 2"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Authenticate(ctx, "joke", "second password 2"); err != nil {
+				t.Fatalf("the new password: %v", err)
+			}
+			if _, ok, _ := s.LoadSession(ctx, "browser"); ok {
+				t.Fatal("the user is still signed in after the reset")
+			}
+		})
+	}
+}
