@@ -256,6 +256,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	h.runExports(ctx, g)
 	h.runConnectivity(ctx, g)
 	h.runTemplates(ctx, g)
+	h.runSessionSweep(ctx, g)
 	g.Go(func() error {
 		err := h.httpSrv.Serve(h.httpLn)
 		if errors.Is(err, http.ErrServerClosed) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/shopfloor/shopfloor/internal/alerts"
 	"github.com/shopfloor/shopfloor/internal/api"
@@ -622,4 +623,31 @@ func (a usersAPI) DeleteUser(ctx context.Context, org, id string) error {
 
 func (a usersAPI) SetUserPassword(ctx context.Context, org, id, password string) error {
 	return a.svc.SetPassword(ctx, org, id, password)
+}
+
+// sessionSweepEvery is how often expired console sessions are deleted from
+// the database (they are refused on use anyway; this keeps the table small).
+const sessionSweepEvery = time.Hour
+
+// runSessionSweep deletes expired console sessions periodically.
+func (h *Hub) runSessionSweep(ctx context.Context, g *errgroup.Group) {
+	if h.users == nil {
+		return
+	}
+	g.Go(func() error {
+		t := time.NewTicker(sessionSweepEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+				if n, err := h.users.DeleteExpiredSessions(ctx); err != nil && ctx.Err() == nil {
+					h.log.Warn("web console: drop expired sessions", "err", err)
+				} else if n > 0 {
+					h.log.Info("web console: dropped expired sessions", "sessions", n)
+				}
+			}
+		}
+	})
 }
