@@ -2,6 +2,7 @@ package users_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"strings"
 	"testing"
@@ -147,27 +148,35 @@ func TestUsersAndSessions(t *testing.T) {
 	}
 }
 
+// signedInUser is a viewer of acme with password "first password 1",
+// signed in on the given browsers (session cookie values).
+func signedInUser(t *testing.T, open func(testing.TB) (*sql.DB, string), name string, browsers ...string) (*users.Service, users.User) {
+	t.Helper()
+	ctx := context.Background()
+	db, driver := open(t)
+	s, err := users.New(ctx, users.Config{DB: db, Driver: driver, Cost: bcrypt.MinCost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.Create(ctx, "acme", name, "first password 1", registry.RoleViewer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range browsers {
+		if err := s.SaveSession(ctx, users.Session{ID: id, User: u.ID, CSRF: "c", Org: "acme", Expires: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s, u
+}
+
 // Changing one's password checks the current one, refuses a bad new one
 // without changing anything, and signs out the user's other browsers.
 func TestChangePassword(t *testing.T) {
 	for name, open := range storetest.DBs() {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			db, driver := open(t)
-			s, err := users.New(ctx, users.Config{DB: db, Driver: driver, Cost: bcrypt.MinCost})
-			if err != nil {
-				t.Fatal(err)
-			}
-			u, err := s.Create(ctx, "acme", "piet", "first password 1", registry.RoleViewer)
-			if err != nil {
-				t.Fatal(err)
-			}
-			exp := time.Now().Add(time.Hour)
-			for _, id := range []string{"this-browser", "other-browser"} {
-				if err := s.SaveSession(ctx, users.Session{ID: id, User: u.ID, CSRF: "c", Org: "acme", Expires: exp}); err != nil {
-					t.Fatal(err)
-				}
-			}
+			s, u := signedInUser(t, open, "piet", "this-browser", "other-browser")
 			for _, c := range []struct {
 				current, next string
 				want          error
@@ -214,18 +223,7 @@ func TestSetPassword(t *testing.T) {
 	for name, open := range storetest.DBs() {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			db, driver := open(t)
-			s, err := users.New(ctx, users.Config{DB: db, Driver: driver, Cost: bcrypt.MinCost})
-			if err != nil {
-				t.Fatal(err)
-			}
-			u, err := s.Create(ctx, "acme", "joke", "first password 1", registry.RoleViewer)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := s.SaveSession(ctx, users.Session{ID: "browser", User: u.ID, CSRF: "c", Org: "acme", Expires: time.Now().Add(time.Hour)}); err != nil {
-				t.Fatal(err)
-			}
+			s, u := signedInUser(t, open, "joke", "browser")
 			if err := s.SetPassword(ctx, "other", u.ID, "second password 2"); !errors.Is(err, registry.ErrNotFound) {
 				t.Fatalf("another org's admin: %v", err)
 			}
