@@ -21,15 +21,14 @@
 // in a row (default 30), and then lasts while the statistic stays above
 // Hysteresis × the level (default 0.1; RCF uses 0.7).
 //
-// Univariate keeps gross values out of warm-up: the first 16 values are
-// held back and fitted in order without those farther from their median
-// than 100 times the larger of its magnitude and their spread (error codes
-// such as 65535 or 1e38), and later warm-up values likewise against the
-// fitted level, at most 8 in a row. Otherwise one such value would set the
-// scale, and the spike limit, for good. The Manager wraps PCA and RCF
-// models in the same guard per field (guard.go; a gross value becomes a
-// missing one for the model), which adds 8·(16+5)·d + 96 bytes during and
-// after warm-up.
+// Gross values are kept out of warm-up by a guard (guard.go) that the
+// Manager and the evaluation harness put around every model: the first 16
+// rows are held back and passed on without the values farther from their
+// field's median than 100 times the larger of its magnitude and spread
+// (error codes such as 65535 or 1e38; such a value becomes a missing one),
+// and later warm-up values likewise against the field's running level, at
+// most 8 in a row. Otherwise one such value would set a model's scale, and
+// its spike limit, for good. The guard adds 8·(16+5)·d + 96 bytes.
 //
 // Every detector implements encoding.BinaryMarshaler/BinaryUnmarshaler; a
 // restored detector continues bit-for-bit where the original stood.
@@ -139,8 +138,9 @@
 //
 // # Memory (fixed per series)
 //
-//	Univariate:  568 bytes per series (128 of them hold the warm-up seed).
-//	Fieldwise:   592 bytes per field.
+//	Univariate:  432 bytes per series.
+//	Fieldwise:   456 bytes per field.
+//	The warm-up guard around each model: 8·(16+5)·d + 96 bytes.
 //	PCA, d fields: 8·(5d²+7d)+160 bytes; 8 fields: 3,168 bytes.
 //	Changepoint: 96 bytes per field + 120; 8 fields: 888 bytes.
 //	RCF: about Trees × SampleSize × (24·Fields·Shingle + 64) bytes

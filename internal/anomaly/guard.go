@@ -7,13 +7,33 @@ import (
 )
 
 // guard keeps gross values (error codes such as 65535 or 1e38, garbled
-// readings) out of a multivariate detector's warm-up, as Univariate does
-// for itself: the first seedN rows are held back and passed on with every
-// gross value replaced by a missing one (judged against the field's median
-// and spread over those rows), later warm-up values likewise against the
-// field's running mean and spread, at most maxRejects in a row. After
-// warm-up it passes everything through: the detector's own scoring sees
-// such values as the anomalies they are.
+// readings) out of a detector's warm-up, where one of them would set the
+// model's scale, and the spike limit, for good: the first seedN rows are
+// held back and passed on with every gross value replaced by a missing one
+// (judged against the field's median and spread over those rows), later
+// warm-up values likewise against the field's running mean and spread, at
+// most maxRejects in a row. After warm-up it passes everything through: the
+// detector's own scoring sees such values as the anomalies they are. The
+// Manager wraps every model in one.
+
+// seedN rows open the warm-up; they are held back until all have come.
+const seedN = 16
+
+// grossFactor: a warm-up value is left out as gross when it is farther
+// from the level than this many times the larger of the level's magnitude
+// and the spread. Error codes (65535, -9999, 1e38) are orders of magnitude
+// off; quantised sensors, whose spread can look like zero, are not.
+// maxRejects is how many in a row may be left out, so that a real change of
+// that size is still taken in.
+const (
+	grossFactor = 100
+	maxRejects  = 8
+)
+
+func gross(v, level, spread float64) bool {
+	return math.Abs(v-level) > grossFactor*math.Max(math.Max(math.Abs(level), spread), 1e-9)
+}
+
 type guard struct {
 	det    Detector
 	warmup int
@@ -27,8 +47,10 @@ type guard struct {
 	x                    []float64
 }
 
-// guarded wraps det, whose warm-up lasts warmup points.
-func guarded(det Detector, warmup int) *guard {
+// Guarded wraps det, whose warm-up lasts warmup points, in the warm-up
+// guard; the Manager does so for every model, and the evaluation harness
+// likewise, so it measures what the hub runs.
+func Guarded(det Detector, warmup int) Detector {
 	d := len(det.Fields())
 	return &guard{det: det, warmup: warmup, d: d, seed: make([]float64, seedN*d),
 		n: make([]float64, d), mean: make([]float64, d), m2: make([]float64, d), rejects: make([]float64, d), x: make([]float64, d)}

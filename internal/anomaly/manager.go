@@ -68,21 +68,20 @@ func (t Template) normalized() (Template, error) {
 }
 
 func (t Template) build(fields []string) (Detector, error) {
+	var det Detector
+	var err error
 	switch t.Kind {
 	case KindUnivariate:
-		return NewFieldwise(fields, UnivariateConfig{Sensitivity: t.Sensitivity, Warmup: t.Warmup})
+		det, err = NewFieldwise(fields, UnivariateConfig{Sensitivity: t.Sensitivity, Warmup: t.Warmup})
 	case KindRCF:
-		det, err := NewRCF(RCFConfig{Fields: fields, Sensitivity: t.Sensitivity, Warmup: t.Warmup})
-		if err != nil {
-			return nil, err
-		}
-		return guarded(det, det.cfg.Warmup), nil
+		det, err = NewRCF(RCFConfig{Fields: fields, Sensitivity: t.Sensitivity, Warmup: t.Warmup})
+	default:
+		det, err = NewPCA(PCAConfig{Fields: fields, Sensitivity: t.Sensitivity, Warmup: t.Warmup})
 	}
-	det, err := NewPCA(PCAConfig{Fields: fields, Sensitivity: t.Sensitivity, Warmup: t.Warmup})
 	if err != nil {
 		return nil, err
 	}
-	return guarded(det, det.cfg.Warmup), nil
+	return Guarded(det, t.Warmup), nil
 }
 
 // fingerprint identifies what a learned state depends on; sensitivity is

@@ -3,7 +3,6 @@ package anomaly
 import (
 	"fmt"
 	"math"
-	"slices"
 	"unsafe"
 )
 
@@ -178,14 +177,8 @@ type Univariate struct {
 	eq    float64 // probability that a value repeats the previous one
 	dm    float64 // short-window level minus long-run level at the last scored point
 	w2    float64 // learned wander: variance of dm beyond what point noise explains
-	// seed holds the first values until there are seedN of them; seedK
-	// counts them (seedN+1 once the seed is used). rejects counts values
-	// in a row left out of the fit as wild.
-	seed    [seedN]float64
-	seedK   int64
-	rejects int64
-	cal     [nStats]tail
-	limit   [nStats]float64
+	cal   [nStats]tail
+	limit [nStats]float64
 }
 
 // NewUnivariate builds a single-series detector.
@@ -237,18 +230,6 @@ func (u *Univariate) observe(v float64, res *Result) {
 	}
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return // a missing value says nothing and teaches nothing
-	}
-	if u.wild(v) {
-		return // left out of the fit, like a missing value
-	}
-	if u.seedK < seedN {
-		res.WarmupRemaining = u.cfg.Warmup - int(u.seedK)
-		u.seed[u.seedK] = v
-		u.seedK++
-		if u.seedK == seedN {
-			u.useSeed(res)
-		}
-		return
 	}
 
 	// Run of identical values, and how often values repeat at all.
@@ -400,87 +381,11 @@ func (u *Univariate) observe(v float64, res *Result) {
 	}
 }
 
-// seedN values open the fit. They are held back until all have come, so
-// that a wild value among them (a sensor's error code such as 65535, or a
-// garbled reading) is recognised by their median and kept out instead of
-// setting the model's scale for good.
-const seedN = 16
-
-// grossFactor: a warm-up value is left out as gross when it is farther
-// from the level than this many times the larger of the level's magnitude
-// and the spread. Error codes (65535, -9999, 1e38) are orders of magnitude
-// off; quantised sensors, whose spread can look like zero, are not.
-// maxRejects is how many in a row may be left out, so that a real change of
-// that size is still taken in.
-const (
-	grossFactor = 100
-	maxRejects  = 8
-)
-
-func gross(v, level, spread float64) bool {
-	return math.Abs(v-level) > grossFactor*math.Max(math.Max(math.Abs(level), spread), 1e-9)
-}
-
-// useSeed fits the seed's values in order, leaving out gross ones: the
-// level is the seed's median and the spread its standard deviation without
-// the three values farthest from the median, so up to three gross values do
-// not hide each other.
-func (u *Univariate) useSeed(res *Result) {
-	sorted := u.seed
-	slices.Sort(sorted[:])
-	med := (sorted[seedN/2-1] + sorted[seedN/2]) / 2
-	var dev [seedN]float64
-	for i, x := range u.seed {
-		dev[i] = math.Abs(x - med)
-	}
-	cut := dev
-	slices.Sort(cut[:])
-	far := cut[seedN-4] // values farther than this are the three left out
-	var sum, sq float64
-	k := 0
-	for i, x := range u.seed {
-		if dev[i] <= far {
-			sum += x
-			sq += x * x
-			k++
-		}
-	}
-	m := sum / float64(k)
-	sd := math.Sqrt(math.Max(sq/float64(k)-m*m, 0))
-	u.seedK = seedN + 1
-	for _, x := range u.seed {
-		if gross(x, med, sd) {
-			continue
-		}
-		u.observe(x, res)
-	}
-}
-
-// wild reports whether a value is to be left out of warm-up (the fit and
-// the calibration of the limits, whose spike limit is the largest value
-// seen) as gross against what has been fitted so far. After maxRejects in a
-// row the level has really moved: nothing more is left out (rejects becomes
-// −1).
-func (u *Univariate) wild(v float64) bool {
-	if u.seedK <= seedN || u.n < 2 || u.n >= int64(u.cfg.Warmup) || u.rejects < 0 {
-		return false
-	}
-	if !gross(v, u.mean, math.Sqrt(u.vr)) {
-		u.rejects = 0
-		return false
-	}
-	if u.rejects++; u.rejects > maxRejects {
-		u.rejects = -1
-		return false
-	}
-	return true
-}
-
 // immediate is how many times the alert level a statistic must reach to
 // alert without waiting for Persist points in a row.
 const immediate = 2
 
-const univariateVersion = 6
+const univariateVersion = 7
 
 // MarshalBinary implements encoding.BinaryMarshaler.
 func (u *Univariate) MarshalBinary() ([]byte, error) {
@@ -502,11 +407,6 @@ func (u *Univariate) MarshalBinary() ([]byte, error) {
 	}
 	e.i64(u.run)
 	e.i64(u.above)
-	e.i64(u.seedK)
-	e.i64(u.rejects)
-	for _, x := range u.seed {
-		e.f64(x)
-	}
 	if u.alert {
 		e.i64(1)
 	} else {
@@ -537,10 +437,6 @@ func (u *Univariate) UnmarshalBinary(b []byte) error {
 	t.mean, t.vr, t.smean, t.svar, t.dvar, t.prev, t.eq, t.dm, t.w2 = d.f64(), d.f64(), d.f64(), d.f64(), d.f64(), d.f64(), d.f64(), d.f64(), d.f64()
 	t.run = d.i64()
 	t.above = d.i64()
-	t.seedK, t.rejects = d.i64(), d.i64()
-	for i := range t.seed {
-		t.seed[i] = d.f64()
-	}
 	t.alert = d.i64() == 1
 	for i := 0; i < nStats; i++ {
 		t.cal[i].decode(&d)
@@ -549,7 +445,7 @@ func (u *Univariate) UnmarshalBinary(b []byte) error {
 	if err := d.done(); err != nil {
 		return err
 	}
-	if t.n < 0 || t.run < 0 || t.above < 0 || t.w2 < 0 || t.seedK < 0 || t.seedK > seedN+1 || t.rejects < -1 {
+	if t.n < 0 || t.run < 0 || t.above < 0 || t.w2 < 0 {
 		return fmt.Errorf("%w: negative counters", ErrSnapshot)
 	}
 	*u = t

@@ -66,19 +66,26 @@ func DefaultDetector(format string) string {
 func eventDetector(name string) bool { return name == "changepoint" }
 
 func newDetector(name string, fields []string, warmup int, sens float64, m ModelOptions) (anomaly.Detector, error) {
+	var det anomaly.Detector
+	var err error
 	switch name {
 	case "pca", "hotelling":
 		c := anomaly.PCAConfig{Fields: fields, Warmup: warmup, Sensitivity: sens, Variance: m.Variance, Smoothing: m.Smoothing, Margin: m.Margin, HalfLife: m.HalfLife}
 		if name == "hotelling" {
 			c.Variance = 1
 		}
-		return anomaly.NewPCA(c)
+		det, err = anomaly.NewPCA(c)
 	case "changepoint":
-		return anomaly.NewChangepoint(anomaly.ChangepointConfig{Fields: fields, Warmup: warmup, Sensitivity: sens, Drift: m.Drift, Floor: m.Floor, Refractory: m.Refractory, Margin: m.Margin})
+		det, err = anomaly.NewChangepoint(anomaly.ChangepointConfig{Fields: fields, Warmup: warmup, Sensitivity: sens, Drift: m.Drift, Floor: m.Floor, Refractory: m.Refractory, Margin: m.Margin})
 	case "rcf":
-		return anomaly.NewRCF(anomaly.RCFConfig{Fields: fields, Warmup: warmup, Sensitivity: sens, Smoothing: m.Smoothing, Margin: m.Margin, ScaleHalfLife: m.HalfLife})
+		det, err = anomaly.NewRCF(anomaly.RCFConfig{Fields: fields, Warmup: warmup, Sensitivity: sens, Smoothing: m.Smoothing, Margin: m.Margin, ScaleHalfLife: m.HalfLife})
 	case "univariate":
-		return anomaly.NewFieldwise(fields, anomaly.UnivariateConfig{Warmup: warmup, Sensitivity: sens, Margin: m.Margin, Window: m.Window, HalfLife: m.HalfLife, AlertHalfLife: m.AlertHalfLife, Wander: m.Wander, Persist: m.Persist, Hysteresis: m.Hysteresis})
+		det, err = anomaly.NewFieldwise(fields, anomaly.UnivariateConfig{Warmup: warmup, Sensitivity: sens, Margin: m.Margin, Window: m.Window, HalfLife: m.HalfLife, AlertHalfLife: m.AlertHalfLife, Wander: m.Wander, Persist: m.Persist, Hysteresis: m.Hysteresis})
+	default:
+		return nil, fmt.Errorf("%w: unknown detector %q; choose one of:\n%s", ErrData, name, DetectorHelp())
 	}
-	return nil, fmt.Errorf("%w: unknown detector %q; choose one of:\n%s", ErrData, name, DetectorHelp())
+	if err != nil {
+		return nil, err
+	}
+	return anomaly.Guarded(det, warmup), nil
 }
