@@ -122,8 +122,8 @@ func (s *Service) Create(ctx context.Context, org, name, password string, role r
 	default:
 		return User{}, fmt.Errorf("role must be viewer, operator or admin, not %q: %w", role, registry.ErrInvalid)
 	}
-	if len(password) < MinPassword || len(password) > MaxPassword {
-		return User{}, fmt.Errorf("a password needs %d to %d characters: %w", MinPassword, MaxPassword, registry.ErrInvalid)
+	if err := checkPassword(password); err != nil {
+		return User{}, err
 	}
 	if org == "" {
 		return User{}, fmt.Errorf("a user belongs to an organization: %w", registry.ErrInvalid)
@@ -228,8 +228,8 @@ func (s *Service) Authenticate(ctx context.Context, name, password string) (User
 // and signs out the user's other browsers: every session but keep (the
 // cookie value of the browser that made the change; "" signs out all).
 func (s *Service) ChangePassword(ctx context.Context, id, current, next, keep string) error {
-	var hash string
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT password_hash FROM console_users WHERE id = ?`), id).Scan(&hash)
+	var org, hash string
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT org, password_hash FROM console_users WHERE id = ?`), id).Scan(&org, &hash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("user %q does not exist: %w", id, registry.ErrNotFound)
 	}
@@ -239,38 +239,23 @@ func (s *Service) ChangePassword(ctx context.Context, id, current, next, keep st
 	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(current)) != nil {
 		return fmt.Errorf("the current password is wrong: %w", registry.ErrUnauthorized)
 	}
-	if len(next) < MinPassword || len(next) > MaxPassword {
-		return fmt.Errorf("a password needs %d to %d characters: %w", MinPassword, MaxPassword, registry.ErrInvalid)
-	}
 	if next == current {
 		return fmt.Errorf("the new password is the current one; choose another: %w", registry.ErrInvalid)
 	}
-	nh, err := bcrypt.GenerateFromPassword([]byte(next), s.cost)
-	if err != nil {
-		return fmt.Errorf("hash the password: %w", err)
-	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("change password: %w", err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, s.q(`UPDATE console_users SET password_hash = ? WHERE id = ?`), string(nh), id); err != nil {
-		return fmt.Errorf("change password: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM console_sessions WHERE user_id = ? AND id_hash <> ?`), id, idHash(keep)); err != nil {
-		return fmt.Errorf("sign out other browsers: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("change password: %w", err)
-	}
-	return nil
+	return s.storePassword(ctx, org, id, next, keep)
 }
 
 // SetPassword is an admin's reset of a user's password in org: no current
 // password is asked, and every browser of the user is signed out.
 func (s *Service) SetPassword(ctx context.Context, org, id, next string) error {
-	if len(next) < MinPassword || len(next) > MaxPassword {
-		return fmt.Errorf("a password needs %d to %d characters: %w", MinPassword, MaxPassword, registry.ErrInvalid)
+	return s.storePassword(ctx, org, id, next, "")
+}
+
+// storePassword replaces the password of user id in org and deletes the
+// user's sessions other than keep, in one transaction.
+func (s *Service) storePassword(ctx context.Context, org, id, next, keep string) error {
+	if err := checkPassword(next); err != nil {
+		return err
 	}
 	nh, err := bcrypt.GenerateFromPassword([]byte(next), s.cost)
 	if err != nil {
@@ -288,11 +273,18 @@ func (s *Service) SetPassword(ctx context.Context, org, id, next string) error {
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("user %q does not exist in this organization: %w", id, registry.ErrNotFound)
 	}
-	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM console_sessions WHERE user_id = ?`), id); err != nil {
-		return fmt.Errorf("sign out the user: %w", err)
+	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM console_sessions WHERE user_id = ? AND id_hash <> ?`), id, idHash(keep)); err != nil {
+		return fmt.Errorf("sign out the user's browsers: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("set password: %w", err)
+	}
+	return nil
+}
+
+func checkPassword(pw string) error {
+	if len(pw) < MinPassword || len(pw) > MaxPassword {
+		return fmt.Errorf("a password needs %d to %d characters: %w", MinPassword, MaxPassword, registry.ErrInvalid)
 	}
 	return nil
 }
