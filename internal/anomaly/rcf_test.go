@@ -381,16 +381,7 @@ func benchRCF(b *testing.B, d int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	rows := benchRows(d)
-	var res Result
-	for i := 0; i < 2000; i++ { // past warm-up: the steady state is measured
-		f.Observe(rows[i&4095], &res)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		f.Observe(rows[i&4095], &res)
-	}
+	benchObserve(b, f, 2000) // past warm-up: the steady state is measured
 }
 
 func BenchmarkRCF1(b *testing.B) { benchRCF(b, 1) }
