@@ -480,16 +480,25 @@ func siteNetworkOf(ctx context.Context, q querier, org, site string) (*SiteNetwo
 	return &n, nil
 }
 
-// checkIMSIForDevice refuses binding a SIM to a device whose device group
-// is at a site whose PLMN or IMSI range the SIM's IMSI does not fit.
-func (s *Service) checkIMSIForDevice(ctx context.Context, q querier, org, device, iccid, imsi string) error {
+// groupOfDevice names the device group a device belongs to; "" for none.
+func groupOfDevice(ctx context.Context, q querier, org, device string) (string, error) {
 	var group string
 	err := q.QueryRowContext(ctx, `SELECT from_name FROM conn_refs WHERE org = $1 AND to_kind = $2 AND to_name = $3 AND from_kind = $4`, org, kindDevice, device, kindGroup).Scan(&group)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil
+		return "", nil
 	}
 	if err != nil {
-		return fmt.Errorf("look up the device's group: %w", err)
+		return "", fmt.Errorf("look up the device's group: %w", err)
+	}
+	return group, nil
+}
+
+// checkIMSIForDevice refuses binding a SIM to a device whose device group
+// is at a site whose PLMN or IMSI range the SIM's IMSI does not fit.
+func (s *Service) checkIMSIForDevice(ctx context.Context, q querier, org, device, iccid, imsi string) error {
+	group, err := groupOfDevice(ctx, q, org, device)
+	if err != nil || group == "" {
+		return err
 	}
 	var g DeviceGroup
 	if err := getObject(ctx, q, org, kindGroup, group, &g); err != nil {

@@ -212,13 +212,9 @@ func (s *Service) UpdateSIM(ctx context.Context, org, actor, iccid string, p SIM
 }
 
 func (s *Service) markGroupOfDevice(ctx context.Context, q querier, org, device string) error {
-	var g string
-	err := q.QueryRowContext(ctx, `SELECT from_name FROM conn_refs WHERE org = $1 AND to_kind = $2 AND to_name = $3 AND from_kind = $4`, org, kindDevice, device, kindGroup).Scan(&g)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("look up the device's group: %w", err)
+	g, err := groupOfDevice(ctx, q, org, device)
+	if err != nil || g == "" {
+		return err
 	}
 	return s.markDirty(ctx, q, org, kindGroup, g)
 }
