@@ -74,7 +74,18 @@ func (b *Bus) Consume(ctx context.Context, name string, opts ConsumeOptions, h H
 	defer stopDrain()
 
 	c := &consumerRun{b: b, durable: durable, max: opts.MaxBatch, h: h, msgs: make(chan jetstream.Msg, 1024)}
+	c.idle = sync.NewCond(&c.leftMu)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
+		c.leftMu.Lock()
+		if c.drained {
+			// The drain has taken stock; nothing is pulling any more, so
+			// the message handed back is delivered after a restart.
+			c.leftMu.Unlock()
+			_ = m.Nak()
+			return
+		}
+		c.delivering++
+		c.leftMu.Unlock()
 		select {
 		case c.msgs <- m:
 		case <-ctx.Done():
@@ -82,6 +93,10 @@ func (b *Bus) Consume(ctx context.Context, name string, opts ConsumeOptions, h H
 			c.left = append(c.left, m)
 			c.leftMu.Unlock()
 		}
+		c.leftMu.Lock()
+		c.delivering--
+		c.idle.Broadcast()
+		c.leftMu.Unlock()
 	}, jetstream.PullMaxMessages(512))
 	if err != nil {
 		return fmt.Errorf("start consumer %s: %w", durable, err)
@@ -108,10 +123,15 @@ type consumerRun struct {
 	max     int
 	h       Handler
 	msgs    chan jetstream.Msg
-	leftMu  sync.Mutex
-	left    []jetstream.Msg // delivered after ctx ended
-	inHand  []jetstream.Msg
-	batch   []*Telemetry
+	// leftMu guards left, drained and delivering: the callback may still
+	// run after the subscription reports itself closed.
+	leftMu     sync.Mutex
+	idle       *sync.Cond      // signalled when delivering drops
+	left       []jetstream.Msg // delivered after ctx ended
+	drained    bool
+	delivering int
+	inHand     []jetstream.Msg
+	batch      []*Telemetry
 }
 
 // handle takes first and whatever else is queued (up to the batch size)
@@ -151,10 +171,12 @@ func (c *consumerRun) commit(hctx context.Context) bool {
 // drain stops pulling, handles what was already delivered while hctx
 // lasts, and hands the rest back.
 func (c *consumerRun) drain(hctx context.Context, cc jetstream.ConsumeContext) {
-	cc.Stop()
+	// Drain, not Stop: Stop discards what the client library has already
+	// pulled, which would then wait AckWait after a restart.
+	cc.Drain()
 	select {
 	case <-cc.Closed():
-	case <-time.After(2 * time.Second):
+	case <-time.After(5 * time.Second):
 	}
 	rest := append([]jetstream.Msg(nil), c.inHand...)
 	c.inHand = c.inHand[:0]
@@ -162,9 +184,16 @@ func (c *consumerRun) drain(hctx context.Context, cc jetstream.ConsumeContext) {
 		rest = append(rest, <-c.msgs)
 	}
 	c.leftMu.Lock()
+	c.drained = true
+	for c.delivering > 0 {
+		c.idle.Wait()
+	}
 	rest = append(rest, c.left...)
 	c.left = nil
 	c.leftMu.Unlock()
+	for len(c.msgs) > 0 {
+		rest = append(rest, <-c.msgs)
+	}
 
 	i := 0
 	for i < len(rest) && hctx.Err() == nil {
