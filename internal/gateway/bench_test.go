@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -20,7 +21,7 @@ func BenchmarkPublishQoS1(b *testing.B) {
 	f := start(b, Config{})
 	key := f.device("bench-1")
 	c := mustV5(b, f, "bench-1", key)
-	payload := `{"ts":1700000000123,"temperature":21.53,"pressure":1013.2,"rpm":1450,"running":true,"state":"producing","axis":{"x":12.5,"y":-3.25}}`
+	payload := fmt.Sprintf(`{"ts":%d,"temperature":21.53,"pressure":1013.2,"rpm":1450,"running":true,"state":"producing","axis":{"x":12.5,"y":-3.25}}`, recentTS())
 	f.pub.set(func(p *fakePublisher) { p.stored = func() { p.got = p.got[:0] } })
 	b.ReportAllocs()
 	for b.Loop() {
@@ -35,7 +36,7 @@ func BenchmarkPublishQoS1(b *testing.B) {
 func BenchmarkIngest(b *testing.B) {
 	g := &Gateway{cfg: Config{}.withDefaults()}
 	s := &session{org: "acme", device: "press-1", site: "plant-1", template: "press"}
-	payload := []byte(`{"ts":1700000000123,"temperature":21.53,"pressure":1013.2,"rpm":1450,"running":true,"state":"producing","axis":{"x":12.5,"y":-3.25}}`)
+	payload := []byte(fmt.Sprintf(`{"ts":%d,"temperature":21.53,"pressure":1013.2,"rpm":1450,"running":true,"state":"producing","axis":{"x":12.5,"y":-3.25}}`, recentTS()))
 	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {

@@ -14,6 +14,13 @@ import (
 // ErrMalformed is returned for telemetry that cannot be stored.
 var ErrMalformed = errors.New("telemetry is not a valid JSON object")
 
+// ErrTimestamp marks a message whose "ts" is too old or too far ahead to be
+// stored; ErrTooFast one that cannot be given a millisecond of its own.
+var (
+	ErrTimestamp = errors.New("timestamp out of range")
+	ErrTooFast   = errors.New("too many messages without a timestamp")
+)
+
 // MaxDepth is the deepest nesting of objects and arrays Flatten accepts.
 const MaxDepth = 32
 

@@ -148,6 +148,7 @@ type Gateway struct {
 	cancel context.CancelFunc
 
 	sessions sync.Map // *mqtt.Client -> *session
+	stamps   sync.Map // device id -> *atomic.Int64: last hub-given timestamp (stamp)
 	auth     *authenticator
 	errs     errorRecorder
 	serving  atomic.Bool

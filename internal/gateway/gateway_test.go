@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"net/url"
 	"reflect"
 	"strings"
 	"sync"
@@ -143,8 +145,9 @@ func TestTelemetryFlattenedWithProperties(t *testing.T) {
 	key := f.device("press-1")
 	c := mustV5(t, f, "press-1", key)
 	before := time.Now().UnixMilli()
+	devTime := time.Now().Add(-time.Hour).UTC().Truncate(time.Second).Add(500 * time.Millisecond)
 	_, err := c.publish(t, "devices/press-1/messages/events/$.ct=application%2Fjson&$.ce=utf-8&line=A%201", 1,
-		`{"temp":21.5,"running":true,"state":"producing","axis":{"x":1,"y":-2},"vib":[0.5,0.25],"ts":"2024-03-01T10:00:00.5Z"}`,
+		`{"temp":21.5,"running":true,"state":"producing","axis":{"x":1,"y":-2},"vib":[0.5,0.25],"ts":"`+devTime.Format(time.RFC3339Nano)+`"}`,
 		paho.UserProperty{Key: "shift", Value: "night"})
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +160,7 @@ func TestTelemetryFlattenedWithProperties(t *testing.T) {
 	if m.Org != "acme" || m.Device != "press-1" || m.Site != "plant-1" || m.Template != "press" {
 		t.Errorf("envelope %+v", m)
 	}
-	if want := time.Date(2024, 3, 1, 10, 0, 0, 5e8, time.UTC).UnixMilli(); m.TS != want {
+	if want := devTime.UnixMilli(); m.TS != want {
 		t.Errorf("TS %d, want %d", m.TS, want)
 	}
 	if m.Received < before || m.Received > time.Now().UnixMilli() {
@@ -189,17 +192,20 @@ func TestTelemetryTimestampSources(t *testing.T) {
 			t.Fatalf("publish: %v", tok.Error())
 		}
 	}
-	pub("devices/press-1/messages/events/", `{"a":1,"ts":1700000000}`)
-	pub("devices/press-1/messages/events/iothub-creation-time-utc=2024-01-01T00%3A00%3A01Z", `{"a":2}`)
+	// Device times within the accepted 7 days (older ones are refused).
+	secs := time.Now().Add(-24 * time.Hour).Unix()
+	created := time.Now().Add(-48 * time.Hour).UTC().Truncate(time.Second)
+	pub("devices/press-1/messages/events/", fmt.Sprintf(`{"a":1,"ts":%d}`, secs))
+	pub("devices/press-1/messages/events/iothub-creation-time-utc="+url.QueryEscape(created.Format(time.RFC3339)), `{"a":2}`)
 	pub("devices/press-1/messages/events", `{"a":3}`)
 	msgs := f.pub.messages()
 	if len(msgs) != 3 {
 		t.Fatalf("%d messages", len(msgs))
 	}
-	if msgs[0].TS != 1700000000000 {
+	if msgs[0].TS != secs*1000 {
 		t.Errorf("unix seconds ts: %d", msgs[0].TS)
 	}
-	if msgs[1].TS != time.Date(2024, 1, 1, 0, 0, 1, 0, time.UTC).UnixMilli() {
+	if msgs[1].TS != created.UnixMilli() {
 		t.Errorf("iothub-creation-time-utc: %d", msgs[1].TS)
 	}
 	if msgs[2].TS != msgs[2].Received {

@@ -250,6 +250,9 @@ func token(t testing.TB, id, key string, expiry time.Time) string {
 	return s
 }
 
+// recentTS is a device timestamp the gateway accepts (a minute ago, unix ms).
+func recentTS() int64 { return time.Now().Add(-time.Minute).UnixMilli() }
+
 func hour() time.Time { return time.Now().Add(time.Hour) }
 
 // v5 is a connected MQTT 5 test client.

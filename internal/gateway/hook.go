@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -214,6 +216,14 @@ func (g *Gateway) ingest(cl *mqtt.Client, s *session, pk packets.Packet, bag str
 	}
 	defer g.gate.release()
 	t, err := g.telemetry(s, bag, pk.Payload, pk.Properties.User, now)
+	if errors.Is(err, ErrTooFast) {
+		g.stats.tooFast.Add(1)
+		g.recordError(s.device, "telemetry not stored: "+err.Error(), now)
+		return g.refuse(cl, pk, packets.ErrMessageRateTooHigh) // 0x96: sending again later works
+	}
+	if errors.Is(err, ErrTimestamp) {
+		g.stats.outOfBounds.Add(1)
+	}
 	if err != nil {
 		g.stats.malformed.Add(1)
 		s.malformed.Add(1)
@@ -279,7 +289,13 @@ func (g *Gateway) telemetry(s *session, bag string, payload []byte, user []packe
 	}
 	rcv := now.UnixMilli()
 	if ts == 0 {
-		ts = rcv
+		var err error
+		if ts, err = g.stamp(s.device, rcv); err != nil {
+			return nil, err
+		}
+	} else if ts < rcv-bus.MaxLate.Milliseconds() || ts > rcv+bus.MaxAhead.Milliseconds() {
+		return nil, fmt.Errorf("%w: stamped %s; timestamps may be at most 7 days old and 1 hour ahead of the hub's clock; check the device clock (NTP)",
+			ErrTimestamp, time.UnixMilli(ts).UTC().Format(time.RFC3339Nano))
 	}
 	return &bus.Telemetry{
 		Org:      s.org,
@@ -292,6 +308,36 @@ func (g *Gateway) telemetry(s *session, bag string, payload []byte, user []packe
 		Str:      f.Str,
 		Props:    props,
 	}, nil
+}
+
+// maxStampLead bounds how far ahead of the clock stamp may move a device's
+// messages: a device that sends faster than one message per millisecond
+// without timestamps for longer than this is refused rather than stamped
+// ever further into the future.
+const maxStampLead = time.Minute
+
+// stamp gives a message without a device timestamp its receive time, but
+// never the same or an earlier millisecond than the device's previous such
+// message: the tsdb keeps one sample per series and millisecond, so two
+// messages received in the same millisecond would otherwise collapse into
+// one (issue 12, case 2). Messages of one device arrive on one connection
+// goroutine, so the stamps follow the order the device sent them.
+func (g *Gateway) stamp(device string, rcv int64) (int64, error) {
+	v, ok := g.stamps.Load(device)
+	if !ok {
+		v, _ = g.stamps.LoadOrStore(device, new(atomic.Int64))
+	}
+	last := v.(*atomic.Int64)
+	for {
+		prev := last.Load()
+		ts := max(rcv, prev+1)
+		if ts-rcv > maxStampLead.Milliseconds() {
+			return 0, fmt.Errorf("%w: more than 1,000 messages a second without a \"ts\" for over %s; add a \"ts\" to each message or send less often", ErrTooFast, maxStampLead)
+		}
+		if last.CompareAndSwap(prev, ts) {
+			return ts, nil
+		}
+	}
 }
 
 // sendWill stores a device's last will as telemetry after its connection

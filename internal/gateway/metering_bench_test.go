@@ -97,7 +97,7 @@ func BenchmarkPublishMetering(b *testing.B) {
 	for i, id := range ids {
 		clients[i] = mustV5(b, f, id, f.device(id))
 	}
-	payload := `{"ts":1700000000123,"temperature":21.53,"pressure":1013.2,"rpm":1450,"running":true,"state":"producing","axis":{"x":12.5,"y":-3.25}}`
+	payload := fmt.Sprintf(`{"ts":%d,"temperature":21.53,"pressure":1013.2,"rpm":1450,"running":true,"state":"producing","axis":{"x":12.5,"y":-3.25}}`, recentTS())
 	// Metering is switched off and on every 20 ms during the run, and the
 	// messages, wall time and CPU time of each window are added to its
 	// mode, so that other load on the machine weighs on both alike.

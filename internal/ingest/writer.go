@@ -16,14 +16,6 @@ import (
 // Consumer is the durable consumer's name on the bus.
 const Consumer = "tsdb-writer"
 
-// Bounds the writer keeps samples inside. They sit a margin inside the
-// tsdb's own limits (7 days late, 1 hour ahead), so a batch the writer
-// passes can never be refused by the tsdb and block the stream.
-const (
-	maxLate   = 7*24*time.Hour - time.Hour - time.Minute
-	maxFuture = time.Hour - time.Minute
-)
-
 // Store is what the writer needs of the tsdb.
 type Store interface {
 	SeriesRefFor(ctx context.Context, key string, build func() labels.Labels) (tsdb.SeriesRef, error)
@@ -79,7 +71,6 @@ func (w *Writer) Run(ctx context.Context) error {
 // tsdb keeps the first value of a (series, timestamp) it already has.
 func (w *Writer) Handle(ctx context.Context, batch []*bus.Telemetry) error {
 	now := w.now()
-	lo, hi := now.Add(-maxLate).UnixMilli(), now.Add(maxFuture).UnixMilli()
 	n := 0
 	for _, t := range batch {
 		n += len(t.Num)
@@ -87,7 +78,11 @@ func (w *Writer) Handle(ctx context.Context, batch []*bus.Telemetry) error {
 	samples := make([]tsdb.RefSample, 0, n)
 	var strs []tsdb.StringSample
 	for _, t := range batch {
-		if t.TS < lo || t.TS > hi {
+		// The gateway refuses messages out of these bounds, relative to
+		// their receive time, so that a backlog in the stream cannot push
+		// an acknowledged message out of them; this is the last guard, for
+		// envelopes from elsewhere, and never blocks the stream.
+		if !t.InBounds(now) {
 			w.reject(ctx, t, now)
 			continue
 		}

@@ -1,0 +1,107 @@
+package gateway
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// A fast device that does not stamp its messages must not lose any to the
+// tsdb's one-sample-per-millisecond rule: 200 messages sent back to back get
+// 200 distinct, increasing timestamps, close to their receive time (issue 12,
+// case 2: mosquitto_pub -l stored 17 of 200).
+func TestUnstampedMessagesGetTheirOwnMillisecond(t *testing.T) {
+	f := start(t, Config{})
+	key := f.device("press-1")
+	c := mustV3(t, f, "press-1", key)
+	before := time.Now().UnixMilli()
+	var wg sync.WaitGroup
+	for i := 0; i < 200; i++ {
+		tok := c.c.Publish("devices/press-1/messages/events/", 1, false, fmt.Sprintf(`{"seq":%d}`, i))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+				t.Errorf("publish: %v", tok.Error())
+			}
+		}()
+	}
+	wg.Wait()
+	msgs := f.pub.messages()
+	if len(msgs) != 200 {
+		t.Fatalf("%d messages published to the bus, want 200", len(msgs))
+	}
+	seen := map[int64]bool{}
+	var prevSeq float64 = -1
+	var prevTS int64
+	for _, m := range msgs {
+		if seen[m.TS] {
+			t.Fatalf("two messages stamped %d: the tsdb would keep only one", m.TS)
+		}
+		seen[m.TS] = true
+		if m.TS < before || m.TS > time.Now().UnixMilli()+1000 {
+			t.Errorf("stamp %d far from the receive time %d", m.TS, before)
+		}
+		// The order the device sent is the order of the stamps.
+		if m.Num["seq"] > prevSeq && m.TS < prevTS {
+			t.Errorf("seq %v stamped %d, before seq %v at %d", m.Num["seq"], m.TS, prevSeq, prevTS)
+		}
+		prevSeq, prevTS = m.Num["seq"], m.TS
+	}
+}
+
+// A device stamp more than 7 days old or more than an hour ahead used to be
+// acknowledged with 0x00 and dropped by the tsdb writer. It is refused with
+// a reason code, counted and shown as the device's last error; the
+// connection stays up (issue 12, case 3).
+func TestTimestampOutOfRangeRefused(t *testing.T) {
+	f := start(t, Config{})
+	key := f.device("press-1")
+	c := mustV5(t, f, "press-1", key)
+	now := time.Now()
+	for _, ts := range []time.Time{now.Add(2 * time.Hour), now.Add(-8 * 24 * time.Hour)} {
+		resp, err := c.publish(t, "devices/press-1/messages/events/", 1, fmt.Sprintf(`{"ts":%d,"temp":20}`, ts.UnixMilli()))
+		if err == nil || resp == nil || resp.ReasonCode != 0x99 {
+			t.Fatalf("ts %s: %+v %v, want PUBACK 0x99", ts, resp, err)
+		}
+	}
+	if _, err := c.publish(t, "devices/press-1/messages/events/", 1, fmt.Sprintf(`{"ts":%d,"temp":20}`, now.Add(-6*24*time.Hour).UnixMilli())); err != nil {
+		t.Fatalf("a message 6 days late is refused: %v", err)
+	}
+	if n := len(f.pub.messages()); n != 1 {
+		t.Fatalf("%d messages stored, want only the one in range", n)
+	}
+	eventually(t, "device error names the clock", func() bool { return containsText(f.devs.errors("press-1"), "check the device clock") })
+	if s := f.g.Stats(); s.OutOfBounds != 2 {
+		t.Errorf("OutOfBounds %d, want 2", s.OutOfBounds)
+	}
+}
+
+// The stamp never runs more than maxStampLead ahead of the clock: past it a
+// device is told to slow down (0x96) rather than stamped into the future.
+func TestStampLeadBounded(t *testing.T) {
+	g := &Gateway{}
+	rcv := time.Now().UnixMilli()
+	n := 0
+	for ; n < 200000; n++ {
+		if _, err := g.stamp("d", rcv); err != nil {
+			break
+		}
+	}
+	if want := int(maxStampLead.Milliseconds()) + 1; n != want {
+		t.Fatalf("%d messages stamped in one millisecond before refusal, want %d", n, want)
+	}
+	// Time passing makes room again.
+	if _, err := g.stamp("d", rcv+10); err != nil {
+		t.Fatalf("after 10 ms: %v", err)
+	}
+}
+
+func BenchmarkStamp(b *testing.B) {
+	g := &Gateway{}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		_, _ = g.stamp("press-1", int64(i))
+	}
+}

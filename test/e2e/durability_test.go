@@ -1,0 +1,70 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shopfloor/shopfloor/internal/gateway/azure"
+	"github.com/shopfloor/shopfloor/internal/testutil"
+)
+
+// mosquitto_pub -l sends every line of its input as a message, as fast as
+// the hub acknowledges them, without timestamps: all 200 must be stored and
+// queryable, in the order sent (issue 12, case 2: 17 of 200 were stored,
+// one per millisecond).
+func TestFastUnstampedMessagesAllStored(t *testing.T) {
+	bin, err := exec.LookPath("mosquitto_pub")
+	if err != nil {
+		t.Skip("SKIPPING real-client test: mosquitto_pub not installed (apt-get install mosquitto-clients)")
+	}
+	hub := testutil.StartHub(t, testutil.Options{})
+	a := hub.API()
+	d := a.CreateDevice(t, "press-fast", nil)
+	tok, err := azure.SASToken("localhost", d.ID, d.PrimaryKey, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines strings.Builder
+	for i := 0; i < 200; i++ {
+		fmt.Fprintf(&lines, "{\"seq\":%d}\n", i)
+	}
+	host, port, _ := strings.Cut(hub.Gateway.Addr().String(), ":")
+	start := time.Now().Add(-time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "-h", host, "-p", port, "-V", "mqttv311", "-q", "1", "-l",
+		"-i", d.ID, "-u", "localhost/"+d.ID+"/?api-version=2021-04-12", "-P", tok,
+		"-t", "devices/"+d.ID+"/messages/events/")
+	cmd.Stdin = strings.NewReader(lines.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_pub -l: %v\n%s", err, out)
+	}
+	var pts map[int64][]float64
+	testutil.Eventually(t, 20*time.Second, "200 stored points", func() bool {
+		pts = rawPoints(t, a, d.ID, "seq", start, time.Now().Add(2*time.Minute))
+		return len(pts) >= 200
+	})
+	if len(pts) != 200 {
+		t.Fatalf("%d points stored, want 200", len(pts))
+	}
+	seen := map[float64]int64{}
+	for ts, vs := range pts {
+		if len(vs) != 1 {
+			t.Fatalf("%d values at %d", len(vs), ts)
+		}
+		seen[vs[0]] = ts
+	}
+	for i := 0; i < 200; i++ {
+		ts, ok := seen[float64(i)]
+		if !ok {
+			t.Fatalf("seq %d not stored", i)
+		}
+		if i > 0 && ts <= seen[float64(i-1)] {
+			t.Errorf("seq %d stamped %d, not after seq %d (%d)", i, ts, i-1, seen[float64(i-1)])
+		}
+	}
+}
