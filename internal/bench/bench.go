@@ -32,6 +32,10 @@ const (
 // ErrOptions is wrapped by every invalid option.
 var ErrOptions = errors.New("invalid benchmark options")
 
+// ErrDurability is what the crash harness returns when an acknowledged
+// message was lost or stored twice.
+var ErrDurability = errors.New("the hub broke its durability promise")
+
 // Options configure one run.
 type Options struct {
 	Target       string

@@ -150,6 +150,7 @@ connection too. It raises its own open-file limit to the hard limit.`,
 	fl.DurationVar(&idle.Hold, "hold", 30*time.Second, "--idle: how long to hold the connections once all are connected")
 	fl.DurationVar(&idle.KeepAlive, "keepalive", 60*time.Second, "--idle: MQTT keepalive of the idle connections")
 	fl.IntVar(&idle.Concurrency, "connect-concurrency", 64, "--idle: connection attempts in flight")
+	cmd.AddCommand(newCrashCommand(logger))
 	return cmd
 }
 

@@ -149,12 +149,15 @@ type Gateway struct {
 
 	sessions sync.Map // *mqtt.Client -> *session
 	stamps   sync.Map // device id -> *atomic.Int64: last hub-given timestamp (stamp)
-	auth     *authenticator
-	errs     errorRecorder
-	serving  atomic.Bool
-	stats    counters
-	metrics  *metrics
-	gate     *ingestGate // orders ingest by priority under overload
+	// stampFloor is the earliest hub-given timestamp of this process: its
+	// start plus maxStampLead, past any stamp an earlier process gave.
+	stampFloor int64
+	auth       *authenticator
+	errs       errorRecorder
+	serving    atomic.Bool
+	stats      counters
+	metrics    *metrics
+	gate       *ingestGate // orders ingest by priority under overload
 
 	started   atomic.Bool
 	closeOnce sync.Once
@@ -196,15 +199,16 @@ func New(cfg Config, devices Devices, pub Publisher, logger *slog.Logger) (*Gate
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &Gateway{
-		cfg:     cfg,
-		devices: devices,
-		pub:     pub,
-		log:     logger,
-		ctx:     ctx,
-		cancel:  cancel,
-		errs:    errorRecorder{last: map[string]time.Time{}, pending: map[string]*pendingErrors{}},
-		metrics: newMetrics(),
-		gate:    newIngestGate(cfg.MaxInflight),
+		cfg:        cfg,
+		stampFloor: time.Now().Add(maxStampLead).UnixMilli(),
+		devices:    devices,
+		pub:        pub,
+		log:        logger,
+		ctx:        ctx,
+		cancel:     cancel,
+		errs:       errorRecorder{last: map[string]time.Time{}, pending: map[string]*pendingErrors{}},
+		metrics:    newMetrics(),
+		gate:       newIngestGate(cfg.MaxInflight),
 	}
 	g.auth = newAuthenticator(devices, cfg.DeviceCacheTTL, logger)
 

@@ -311,10 +311,13 @@ func (g *Gateway) telemetry(s *session, bag string, payload []byte, user []packe
 }
 
 // maxStampLead bounds how far ahead of the clock stamp may move a device's
-// messages: a device that sends faster than one message per millisecond
-// without timestamps for longer than this is refused rather than stamped
-// ever further into the future.
-const maxStampLead = time.Minute
+// messages: a burst of up to a thousand unstamped messages is stored whole,
+// and a device that goes on sending faster than one message per
+// millisecond is told to slow down rather than stamped ever further into
+// the future. It is kept short because the last stamps live in memory: a
+// hub restarted (or a device reconnected to another hub) within it could
+// give a new message a millisecond already used.
+const maxStampLead = time.Second
 
 // stamp gives a message without a device timestamp its receive time, but
 // never the same or an earlier millisecond than the device's previous such
@@ -325,14 +328,19 @@ const maxStampLead = time.Minute
 func (g *Gateway) stamp(device string, rcv int64) (int64, error) {
 	v, ok := g.stamps.Load(device)
 	if !ok {
-		v, _ = g.stamps.LoadOrStore(device, new(atomic.Int64))
+		// The first stamp of a device in this process is not before
+		// stampFloor, so it cannot reuse a millisecond the previous
+		// process gave the device ahead of its clock.
+		first := new(atomic.Int64)
+		first.Store(g.stampFloor - 1)
+		v, _ = g.stamps.LoadOrStore(device, first)
 	}
 	last := v.(*atomic.Int64)
 	for {
 		prev := last.Load()
 		ts := max(rcv, prev+1)
-		if ts-rcv > maxStampLead.Milliseconds() {
-			return 0, fmt.Errorf("%w: more than 1,000 messages a second without a \"ts\" for over %s; add a \"ts\" to each message or send less often", ErrTooFast, maxStampLead)
+		if ts-max(rcv, g.stampFloor) > maxStampLead.Milliseconds() {
+			return 0, fmt.Errorf("%w: more than 1,000 messages a second without a \"ts\"; add a \"ts\" to each message or send less often", ErrTooFast)
 		}
 		if last.CompareAndSwap(prev, ts) {
 			return ts, nil

@@ -16,7 +16,7 @@ type Stats struct {
 	Stored          uint64 // telemetry messages durable in the bus
 	Malformed       uint64 // telemetry not stored: not a usable JSON object, or a timestamp out of range
 	OutOfBounds     uint64 // of Malformed: "ts" more than 7 days old or 1 hour ahead
-	TooFast         uint64 // telemetry refused: over 1,000 unstamped messages a second for a minute
+	TooFast         uint64 // telemetry refused: over 1,000 unstamped messages a second, beyond a burst of 1,000
 	Oversize        uint64 // telemetry not stored: payload over MaxPayload
 	Denied          uint64 // publishes refused by the topic ACL
 	PublishFailures uint64 // telemetry not stored: the bus failed or timed out (not acknowledged)
@@ -104,7 +104,7 @@ func statDescs() []statDesc {
 		{prometheus.NewDesc("shopfloor_gateway_messages_stored_total", "Telemetry messages durable in the bus.", nil, nil), false, func(s Stats) float64 { return float64(s.Stored) }},
 		{prometheus.NewDesc("shopfloor_gateway_messages_malformed_total", "Telemetry messages not stored because malformed.", nil, nil), false, func(s Stats) float64 { return float64(s.Malformed) }},
 		{prometheus.NewDesc("shopfloor_gateway_messages_out_of_bounds_total", "Telemetry messages refused because their timestamp was more than 7 days old or 1 hour ahead (counted in malformed too).", nil, nil), false, func(s Stats) float64 { return float64(s.OutOfBounds) }},
-		{prometheus.NewDesc("shopfloor_gateway_messages_too_fast_total", "Telemetry messages without a timestamp refused because their device sent more than 1,000 a second for over a minute.", nil, nil), false, func(s Stats) float64 { return float64(s.TooFast) }},
+		{prometheus.NewDesc("shopfloor_gateway_messages_too_fast_total", "Telemetry messages without a timestamp refused because their device sent more than 1,000 a second (beyond a burst of 1,000).", nil, nil), false, func(s Stats) float64 { return float64(s.TooFast) }},
 		{prometheus.NewDesc("shopfloor_gateway_messages_oversize_total", "Telemetry messages refused for size.", nil, nil), false, func(s Stats) float64 { return float64(s.Oversize) }},
 		{prometheus.NewDesc("shopfloor_gateway_acl_denied_total", "Publishes refused by the topic ACL.", nil, nil), false, func(s Stats) float64 { return float64(s.Denied) }},
 		{prometheus.NewDesc("shopfloor_gateway_publish_failures_total", "Telemetry messages the bus did not store (not acknowledged).", nil, nil), false, func(s Stats) float64 { return float64(s.PublishFailures) }},
