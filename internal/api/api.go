@@ -96,6 +96,8 @@ type Deps struct {
 	Events    Events
 	Anomaly   Anomaly
 	Presence  Presence
+	// Usage reports cardinality limits and usage; nil answers 503.
+	Usage Usage
 	// Connectivity manages SIMs, device groups and slices; nil answers 503
 	// on /api/v1/connectivity/.
 	Connectivity Connectivity

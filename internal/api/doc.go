@@ -8,6 +8,6 @@
 //
 // It talks to the registry, the time-series store and the MQTT gateway only
 // through the small interfaces declared in api.go. It may import
-// internal/registry and internal/connectivity for their types; it must not import the store, tsdb,
+// internal/registry, internal/connectivity and internal/quota for their types; it must not import the store, tsdb,
 // gateway, bus or app packages.
 package api

@@ -34,6 +34,7 @@ func (s *Server) registerRoutes() {
 	s.templateRoutes()
 	s.jobRoutes()
 	s.userRoutes()
+	s.usageRoutes()
 }
 
 func (s *Server) health(w http.ResponseWriter, _ *http.Request) error {

@@ -29,6 +29,7 @@ import (
 	"github.com/shopfloor/shopfloor/internal/ingest"
 	"github.com/shopfloor/shopfloor/internal/pki"
 	"github.com/shopfloor/shopfloor/internal/promapi"
+	"github.com/shopfloor/shopfloor/internal/quota"
 	"github.com/shopfloor/shopfloor/internal/registry"
 	"github.com/shopfloor/shopfloor/internal/store/postgres"
 	"github.com/shopfloor/shopfloor/internal/store/sqlite"
@@ -55,6 +56,7 @@ type Hub struct {
 	store      dbStore
 	Registry   *registry.Service
 	TSDB       *tsdb.DB
+	Quota      *quota.Tracker
 	Bus        *bus.Bus
 	Gateway    *gateway.Gateway
 	writer     *ingest.Writer
@@ -128,6 +130,8 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 	if err := h.applyRetention(ctx); err != nil {
 		return nil, err
 	}
+	h.Quota = quota.New(quota.Limits{FieldsPerDevice: cfg.MaxDeviceFields, SeriesPerOrg: cfg.MaxOrgSeries, FieldNameLength: cfg.MaxFieldName})
+	h.TSDB.EachField(h.Quota.Seed)
 
 	h.Bus, err = bus.New(ctx, bus.Config{URL: cfg.NATS, Dir: filepath.Join(cfg.Data, "bus"), Prefix: cfg.BusPrefix, MaxBytes: int64(cfg.StreamMB) << 20, Fsync: cfg.Fsync}, logger)
 	if err != nil {
@@ -168,6 +172,7 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 		Priority:     h.priority,
 		MaxInflight:  cfg.IngestInflight,
 		Cloud:        templateCloud{twinCloud{h.twins}, h},
+		Limits:       h.Quota,
 	}, h.Registry, h.Bus, logger)
 	if err != nil {
 		return nil, fmt.Errorf("MQTT gateway: %w", err)
@@ -191,6 +196,7 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 		Telemetry:     telemetry{h.TSDB},
 		Events:        telemetry{h.TSDB},
 		Anomaly:       h.anomaly,
+		Usage:         h.Quota,
 		Presence:      h.Gateway,
 		Prometheus:    prom,
 		MQTTWebSocket: h.Gateway.WebSocketHandler(),

@@ -97,6 +97,9 @@ func RunCrash(ctx context.Context, o CrashOptions) (CrashResult, error) {
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
+	if err := os.MkdirAll(o.Data, 0o750); err != nil {
+		return res, fmt.Errorf("crash: data directory: %w", err)
+	}
 	rng := rand.New(rand.NewPCG(o.Seed, 12))
 	hub, _, err := startCrashHub(ctx, o)
 	if err != nil {

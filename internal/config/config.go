@@ -44,6 +44,10 @@ type Config struct {
 	Fsync bool `yaml:"fsync" flag:"fsync" usage:"flush every commit (SQLite registry, embedded bus) to disk before acknowledging it, so acknowledged data also survives a power cut; slower. Without it, acknowledged data survives a crash of the hub process"`
 	// AnomalySnapshot is how often the detectors' learned state is saved.
 	AnomalySnapshot time.Duration `yaml:"anomaly_snapshot" flag:"anomaly-snapshot" usage:"how often the anomaly detectors save what they have learned, so a crash does not make them learn again from nothing (0: only when the hub stops)"`
+	// Cardinality limits: a message that would pass one is refused whole.
+	MaxDeviceFields int `yaml:"max_device_fields" flag:"max-device-fields" usage:"most distinct field names one device may send"`
+	MaxOrgSeries    int `yaml:"max_org_series" flag:"max-org-series" usage:"most series (device fields) one organization may hold"`
+	MaxFieldName    int `yaml:"max_field_name" flag:"max-field-name" usage:"longest flattened field name, in bytes"`
 	// AdminToken is the bootstrap admin token on first start (env only, so it
 	// does not show in the process list).
 	AdminToken string `yaml:"-"`
@@ -64,6 +68,9 @@ func Default() Config {
 		StreamMB:   10240,
 
 		AnomalySnapshot: 5 * time.Minute,
+		MaxDeviceFields: 1000,
+		MaxOrgSeries:    5_000_000,
+		MaxFieldName:    256,
 	}
 }
 
@@ -189,6 +196,11 @@ func (c Config) Validate() error {
 	}
 	if c.MaxPayload < 1024 || c.MaxPayload > 256<<20 {
 		return fmt.Errorf("--max-payload %d must be between 1024 and 268435456 bytes: %w", c.MaxPayload, ErrInvalid)
+	}
+	for name, v := range map[string]int{"max-device-fields": c.MaxDeviceFields, "max-org-series": c.MaxOrgSeries, "max-field-name": c.MaxFieldName} {
+		if v < 1 {
+			return fmt.Errorf("--%s %d must be at least 1: %w", name, v, ErrInvalid)
+		}
 	}
 	if c.IngestInflight < 0 {
 		return fmt.Errorf("--ingest-inflight %d must not be negative (0 chooses by the number of CPUs): %w", c.IngestInflight, ErrInvalid)

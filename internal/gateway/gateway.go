@@ -69,6 +69,13 @@ type Config struct {
 	// served.
 	Priority func(deviceID string) int
 
+	// Limits, when set, is asked before a message is stored whether its
+	// field names keep the device and its organization within their
+	// cardinality limits (quota.Tracker); a refused message is not stored
+	// and the device is told (MQTT 5 PUBACK 0x97) and its last error says
+	// which limit.
+	Limits Limits
+
 	// Cloud, when set, serves twins, direct methods and cloud-to-device
 	// messages (see iothub.go); without it $iothub requests are ignored.
 	Cloud Cloud
@@ -126,6 +133,12 @@ type Devices interface {
 	RegisterFromCA(ctx context.Context, caID, deviceID string) (registry.Device, error)
 }
 
+// Limits decides whether a device may use these field names; it records
+// the new ones when it allows them. *quota.Tracker satisfies it.
+type Limits interface {
+	Admit(org, device string, names []string) error
+}
+
 // Publisher makes telemetry durable; Publish returns only when the message
 // is durable in the bus.
 type Publisher interface {
@@ -170,6 +183,7 @@ type session struct {
 	will                        *will
 	established                 atomic.Bool
 	messages, malformed         atomic.Uint64
+	names                       []string      // scratch for Limits; used only on the connection's goroutine
 	subs                        atomic.Uint32 // sub* flags: what the device listens for
 	c2d                         c2dState
 	downMu                      sync.Mutex

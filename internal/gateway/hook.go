@@ -233,6 +233,16 @@ func (g *Gateway) ingest(cl *mqtt.Client, s *session, pk packets.Packet, bag str
 		}
 		return pk, packets.CodeSuccessIgnore // acknowledged: resending cannot fix it
 	}
+	if g.cfg.Limits != nil {
+		if err := g.admit(s, t); err != nil {
+			g.stats.limited.Add(1)
+			g.recordError(s.device, "telemetry not stored: "+err.Error(), now)
+			if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos == 1 {
+				return pk, packets.ErrQuotaExceeded // PUBACK 0x97; the connection stays up
+			}
+			return pk, packets.CodeSuccessIgnore // 3.1.1 has no negative PUBACK; resending cannot fix it
+		}
+	}
 	err = g.pub.Publish(ctx, t)
 	g.metrics.publishSeconds.Observe(time.Since(now).Seconds())
 	if err != nil {
@@ -242,6 +252,18 @@ func (g *Gateway) ingest(cl *mqtt.Client, s *session, pk packets.Packet, bag str
 	}
 	g.stats.stored.Add(1)
 	return pk, packets.CodeSuccessIgnore
+}
+
+// admit asks the limits about the message's field names.
+func (g *Gateway) admit(s *session, t *bus.Telemetry) error {
+	s.names = s.names[:0]
+	for k := range t.Num {
+		s.names = append(s.names, k)
+	}
+	for k := range t.Str {
+		s.names = append(s.names, k)
+	}
+	return g.cfg.Limits.Admit(s.org, s.device, s.names)
 }
 
 // refuse makes sure a message that was not stored is not acknowledged as

@@ -17,6 +17,7 @@ type Stats struct {
 	Malformed       uint64 // telemetry not stored: not a usable JSON object, or a timestamp out of range
 	OutOfBounds     uint64 // of Malformed: "ts" more than 7 days old or 1 hour ahead
 	TooFast         uint64 // telemetry refused: over 1,000 unstamped messages a second, beyond a burst of 1,000
+	Limited         uint64 // telemetry refused by a cardinality limit (fields per device, series per organization, name length)
 	Oversize        uint64 // telemetry not stored: payload over MaxPayload
 	Denied          uint64 // publishes refused by the topic ACL
 	PublishFailures uint64 // telemetry not stored: the bus failed or timed out (not acknowledged)
@@ -34,6 +35,7 @@ type counters struct {
 	malformed       atomic.Uint64
 	outOfBounds     atomic.Uint64
 	tooFast         atomic.Uint64
+	limited         atomic.Uint64
 	oversize        atomic.Uint64
 	denied          atomic.Uint64
 	publishFailures atomic.Uint64
@@ -53,6 +55,7 @@ func (g *Gateway) Stats() Stats {
 		Malformed:       c.malformed.Load(),
 		OutOfBounds:     c.outOfBounds.Load(),
 		TooFast:         c.tooFast.Load(),
+		Limited:         c.limited.Load(),
 		Oversize:        c.oversize.Load(),
 		Denied:          c.denied.Load(),
 		PublishFailures: c.publishFailures.Load(),
@@ -105,6 +108,7 @@ func statDescs() []statDesc {
 		{prometheus.NewDesc("shopfloor_gateway_messages_malformed_total", "Telemetry messages not stored because malformed.", nil, nil), false, func(s Stats) float64 { return float64(s.Malformed) }},
 		{prometheus.NewDesc("shopfloor_gateway_messages_out_of_bounds_total", "Telemetry messages refused because their timestamp was more than 7 days old or 1 hour ahead (counted in malformed too).", nil, nil), false, func(s Stats) float64 { return float64(s.OutOfBounds) }},
 		{prometheus.NewDesc("shopfloor_gateway_messages_too_fast_total", "Telemetry messages without a timestamp refused because their device sent more than 1,000 a second (beyond a burst of 1,000).", nil, nil), false, func(s Stats) float64 { return float64(s.TooFast) }},
+		{prometheus.NewDesc("shopfloor_gateway_messages_limited_total", "Telemetry messages refused by a cardinality limit (fields per device, series per organization, field-name length).", nil, nil), false, func(s Stats) float64 { return float64(s.Limited) }},
 		{prometheus.NewDesc("shopfloor_gateway_messages_oversize_total", "Telemetry messages refused for size.", nil, nil), false, func(s Stats) float64 { return float64(s.Oversize) }},
 		{prometheus.NewDesc("shopfloor_gateway_acl_denied_total", "Publishes refused by the topic ACL.", nil, nil), false, func(s Stats) float64 { return float64(s.Denied) }},
 		{prometheus.NewDesc("shopfloor_gateway_publish_failures_total", "Telemetry messages the bus did not store (not acknowledged).", nil, nil), false, func(s Stats) float64 { return float64(s.PublishFailures) }},

@@ -2,9 +2,12 @@ package gateway
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shopfloor/shopfloor/internal/quota"
 )
 
 // A fast device that does not stamp its messages must not lose any to the
@@ -103,5 +106,36 @@ func BenchmarkStamp(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		_, _ = g.stamp("press-1", int64(i))
+	}
+}
+
+// One device inventing field names without end used to create series until
+// the hub ran out of memory, all acknowledged. Over a limit a message is
+// refused whole (MQTT 5 PUBACK 0x97), counted, and the device's last error
+// says which limit (issue 12, case 5).
+func TestCardinalityLimitRefusesWholeMessage(t *testing.T) {
+	f := start(t, Config{Limits: quota.New(quota.Limits{FieldsPerDevice: 3})})
+	key := f.device("press-1")
+	c := mustV5(t, f, "press-1", key)
+	if _, err := c.publish(t, "devices/press-1/messages/events/", 1, `{"a":1,"b":2}`); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.publish(t, "devices/press-1/messages/events/", 1, `{"a":1,"c":3,"d":"x"}`)
+	if err == nil || resp == nil || resp.ReasonCode != 0x97 {
+		t.Fatalf("over the field limit: %+v %v, want PUBACK 0x97 quota exceeded", resp, err)
+	}
+	if _, err := c.publish(t, "devices/press-1/messages/events/", 1, fmt.Sprintf(`{"%s":1}`, strings.Repeat("n", 300))); err == nil {
+		t.Fatal("a 300-byte field name was accepted")
+	}
+	// Known fields still go through, and so does one more within the limit.
+	if _, err := c.publish(t, "devices/press-1/messages/events/", 1, `{"a":5,"b":6,"c":7}`); err != nil {
+		t.Fatalf("within the limit: %v", err)
+	}
+	if n := len(f.pub.messages()); n != 2 {
+		t.Fatalf("%d messages stored, want the 2 within the limits", n)
+	}
+	eventually(t, "device error names the limit", func() bool { return containsText(f.devs.errors("press-1"), "--max-device-fields") })
+	if s := f.g.Stats(); s.Limited != 2 {
+		t.Errorf("Limited %d, want 2", s.Limited)
 	}
 }

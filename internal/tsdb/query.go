@@ -330,3 +330,21 @@ func (db *DB) Latest(ctx context.Context, org, device string) ([]LatestValue, er
 	slices.SortFunc(out, func(a, b LatestValue) int { return cmp.Compare(a.Field, b.Field) })
 	return out, nil
 }
+
+// EachField calls fn once per (organization, device, field) the store holds,
+// numeric and string alike; the hub seeds its cardinality limits with it.
+// fn must not call back into the store.
+func (db *DB) EachField(fn func(org, device, field string)) {
+	db.idx.mu.RLock()
+	for _, s := range db.idx.byRef {
+		fn(s.org, s.device, s.field)
+	}
+	db.idx.mu.RUnlock()
+	db.strMu.Lock()
+	defer db.strMu.Unlock()
+	for dk, fields := range db.strLatest {
+		for f := range fields {
+			fn(dk.org, dk.device, f)
+		}
+	}
+}

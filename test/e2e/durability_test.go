@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shopfloor/shopfloor/internal/bench"
+	"github.com/shopfloor/shopfloor/internal/config"
 	"github.com/shopfloor/shopfloor/internal/gateway/azure"
 	"github.com/shopfloor/shopfloor/internal/testutil"
 )
@@ -104,4 +105,53 @@ func TestCrashHarnessShort(t *testing.T) {
 		t.Fatalf("%d of %d acknowledged messages lost, %d duplicated", res.Lost, res.Acked, res.Duplicated)
 	}
 	t.Logf("%d rounds (%d SIGKILL, %d SIGTERM), %d acknowledged, 0 lost, 0 duplicated", len(res.Rounds), kills, terms, res.Acked)
+}
+
+// A device inventing field names is held at the hub's limits: nothing over
+// them is stored, its last error names the limit, and the organization sees
+// its usage against the limits (issue 12, case 5: 200 messages of 1,000 new
+// names each created 200,000 series).
+func TestCardinalityLimits(t *testing.T) {
+	hub := testutil.StartHub(t, testutil.Options{Mutate: func(c *config.Config) { c.MaxDeviceFields = 50 }})
+	a := hub.API()
+	d := a.CreateDevice(t, "press-names", nil)
+	c := hub.MustConnect(t, d, testutil.DeviceOptions{})
+	for i := 0; i < 20; i++ {
+		var b strings.Builder
+		b.WriteString(`{"base":1`)
+		for j := 0; j < 10; j++ {
+			fmt.Fprintf(&b, `,"f%d_%d":%d`, i, j, j)
+		}
+		b.WriteString("}")
+		tok := c.Publish("devices/"+d.ID+"/messages/events/", 1, false, b.String())
+		if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish %d: %v", i, tok.Error())
+		}
+	}
+	var u struct {
+		Series          int `json:"series"`
+		RefusedMessages int `json:"refusedMessages"`
+		Limits          struct {
+			FieldsPerDevice int `json:"fieldsPerDevice"`
+		} `json:"limits"`
+	}
+	a.MustDo(t, 200, "GET", "/api/v1/usage", nil, &u)
+	// base and 10 new fields in each of 4 messages = 41; a fifth would make 51.
+	if u.Series != 41 || u.Limits.FieldsPerDevice != 50 || u.RefusedMessages != 16 {
+		t.Fatalf("usage %+v, want 41 series, limit 50, 16 refused", u)
+	}
+	var dev struct {
+		LastError string `json:"lastError"`
+	}
+	testutil.Eventually(t, 10*time.Second, "last error names the limit", func() bool {
+		a.MustDo(t, 200, "GET", "/api/v1/devices/"+d.ID, nil, &dev)
+		return strings.Contains(dev.LastError, "--max-device-fields")
+	})
+	// Nothing of a refused message is stored, not even its known field.
+	testutil.Eventually(t, 10*time.Second, "accepted fields stored", func() bool {
+		return len(rawPoints(t, a, d.ID, "base", time.Now().Add(-time.Minute), time.Now().Add(2*time.Second))) == 4
+	})
+	if pts := rawPoints(t, a, d.ID, "f4_0", time.Now().Add(-time.Minute), time.Now().Add(2*time.Second)); len(pts) != 0 {
+		t.Fatalf("a field of a refused message was stored: %v", pts)
+	}
 }
