@@ -539,7 +539,7 @@ func TestBusActionWalledAtDispatch(t *testing.T) {
 		t.Fatalf("dead letters: %+v", dead.Items)
 	}
 	for _, x := range dead.Items {
-		if x.Attempts != 1 || !strings.Contains(x.LastError, "outside organization o1's subject space") || !strings.Contains(x.LastError, "shopfloor.exports.o1.") {
+		if x.Attempts != 1 || !strings.Contains(x.LastError, "outside the organization's subject space") || !strings.Contains(x.LastError, "shopfloor.exports.o1.") {
 			t.Errorf("dead letter %s: attempts %d, error %q", x.Action, x.Attempts, x.LastError)
 		}
 	}

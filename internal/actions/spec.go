@@ -179,7 +179,10 @@ func (s Spec) CheckTargets(org string, subjects SubjectPolicy, eg *egress.Policy
 		// token that is never an organization id.
 		subject := expandSubject(s.Subject, alerts.Alert{Org: org}, "")
 		if err := subjects.CheckOrgSubject(org, subject); err != nil {
-			return fmt.Errorf("%w: bus action: subject %q: %w (the subject may hold {org})", ErrInvalid, s.Subject, err)
+			if subject != s.Subject {
+				return fmt.Errorf("%w: bus action: %w (%q with its placeholders filled in; the subject may hold {org})", ErrInvalid, err, s.Subject)
+			}
+			return fmt.Errorf("%w: bus action: %w (the subject may hold {org})", ErrInvalid, err)
 		}
 	case TypeWebhook:
 		if err := eg.CheckURL(s.URL); err != nil {

@@ -9,7 +9,7 @@ import (
 // ErrSubjectNotAllowed wraps every refusal of a subject a tenant named (a
 // rule's bus action, a NATS export) that lies outside its organization's
 // subject space.
-var ErrSubjectNotAllowed = errors.New("subject outside the organization's subject space")
+var ErrSubjectNotAllowed = errors.New("outside the organization's subject space")
 
 // DefaultPrefix is the bus prefix when none is configured.
 const DefaultPrefix = "SHOPFLOOR"
@@ -56,16 +56,16 @@ func (s Subjects) OrgSpace(org string) string { return s.prefix + ".exports." + 
 // ErrSubjectNotAllowed and says where the organization may publish.
 func (s Subjects) CheckOrgSubject(org, subject string) error {
 	if !validToken(org) {
-		return fmt.Errorf("%w: organization id %q cannot be a subject token", ErrSubjectNotAllowed, org)
+		return fmt.Errorf("subject %q is %w: organization id %q is not one subject token", subject, ErrSubjectNotAllowed, org)
 	}
 	space := s.OrgSpace(org) + "."
 	if !validSubject(subject) {
-		return fmt.Errorf("%w: %q is not a NATS subject of whole tokens without wildcards; organization %s publishes under %s, for example %salerts",
-			ErrSubjectNotAllowed, subject, org, space, space)
+		return fmt.Errorf("subject %q is %w: it is not a NATS subject of whole tokens without wildcards; organization %s publishes under %s, for example %salerts",
+			subject, ErrSubjectNotAllowed, org, space, space)
 	}
 	if !strings.HasPrefix(subject, space) {
-		return fmt.Errorf("%w: %q is outside organization %s's subject space; publish under %s, for example %salerts",
-			ErrSubjectNotAllowed, subject, org, space, space)
+		return fmt.Errorf("subject %q is %w: organization %s publishes under %s, for example %salerts",
+			subject, ErrSubjectNotAllowed, org, space, space)
 	}
 	return nil
 }
