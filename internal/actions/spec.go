@@ -180,9 +180,9 @@ func (s Spec) CheckTargets(org string, subjects SubjectPolicy, eg *egress.Policy
 		subject := expandSubject(s.Subject, alerts.Alert{Org: org}, "")
 		if err := subjects.CheckOrgSubject(org, subject); err != nil {
 			if subject != s.Subject {
-				return fmt.Errorf("%w: bus action: %w (%q with its placeholders filled in; the subject may hold {org})", ErrInvalid, err, s.Subject)
+				return fmt.Errorf("%w: bus action: %w (that is %q with its placeholders filled in; {org} stands for the organization)", ErrInvalid, err, s.Subject)
 			}
-			return fmt.Errorf("%w: bus action: %w (the subject may hold {org})", ErrInvalid, err)
+			return fmt.Errorf("%w: bus action: %w ({org} in a subject stands for the organization)", ErrInvalid, err)
 		}
 	case TypeWebhook:
 		if err := eg.CheckURL(s.URL); err != nil {

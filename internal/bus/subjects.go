@@ -60,12 +60,12 @@ func (s Subjects) CheckOrgSubject(org, subject string) error {
 	}
 	space := s.OrgSpace(org) + "."
 	if !validSubject(subject) {
-		return fmt.Errorf("subject %q is %w: it is not a NATS subject of whole tokens without wildcards; organization %s publishes under %s, for example %salerts",
-			subject, ErrSubjectNotAllowed, org, space, space)
+		return fmt.Errorf("subject %q is %w: it is not a NATS subject of whole tokens without wildcards; organization %s may publish only on subjects starting with %q, for example %q",
+			subject, ErrSubjectNotAllowed, org, space, space+"alerts")
 	}
 	if !strings.HasPrefix(subject, space) {
-		return fmt.Errorf("subject %q is %w: organization %s publishes under %s, for example %salerts",
-			subject, ErrSubjectNotAllowed, org, space, space)
+		return fmt.Errorf("subject %q is %w: organization %s may publish only on subjects starting with %q, for example %q",
+			subject, ErrSubjectNotAllowed, org, space, space+"alerts")
 	}
 	return nil
 }
