@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"syscall"
 )
 
@@ -65,7 +66,7 @@ func describe(err error) string {
 		return "the server's TLS certificate is not valid for " + quote(host.Host)
 	case errors.As(err, &invalid) || errors.As(err, &certErr):
 		return "the server's TLS certificate was not accepted (expired or not valid for this use)"
-	case errors.As(err, &record):
+	case errors.As(err, &record) || strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
 		return "the server did not answer with TLS; use http:// or check the port"
 	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		return "the server closed the connection before answering"

@@ -244,6 +244,12 @@ func TestDescribeHidesNetworkDetail(t *testing.T) {
 	if got := Describe(&url.Error{Op: "Post", URL: "http://historian.example/", Err: &net.OpError{Op: "dial", Net: "tcp", Err: dns}}).Error(); strings.Contains(got, "10.0.0.53") || !strings.Contains(got, `"historian.example" not found`) {
 		t.Errorf("DNS failure: %q", got)
 	}
+	// https:// to a plain HTTP receiver.
+	plain, _ := counting(t, nil)
+	_, err = p.Client().Get(strings.Replace(plain.URL, "http://", "https://", 1))
+	if got := Describe(err).Error(); got != "the server did not answer with TLS; use http:// or check the port" {
+		t.Errorf("https to plain HTTP: %q (raw %v)", got, err)
+	}
 	if Describe(nil) != nil {
 		t.Error("Describe(nil) is not nil")
 	}
