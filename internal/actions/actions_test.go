@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -25,7 +26,13 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/shopfloor/shopfloor/internal/alerts"
+	"github.com/shopfloor/shopfloor/internal/bus"
+	"github.com/shopfloor/shopfloor/internal/egress"
 )
+
+// loopback is the egress policy of the tests' receivers (httptest servers
+// on loopback), as an operator would open a site's range.
+var loopback = egress.New([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}, nil)
 
 type testDB struct {
 	name, driver string
@@ -168,7 +175,8 @@ func newRig(t *testing.T, db *sql.DB, driver string, src rulesSource, mut func(*
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{DB: db, Driver: driver, Source: src, Recorder: r.alerts, BaseBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, PollEvery: 10 * time.Millisecond}
+	cfg := Config{DB: db, Driver: driver, Source: src, Recorder: r.alerts, Egress: loopback, Subjects: bus.NewSubjects(""),
+		BaseBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, PollEvery: 10 * time.Millisecond}
 	if mut != nil {
 		mut(&cfg)
 	}
@@ -428,7 +436,7 @@ func TestDeviceAndBusActions(t *testing.T) {
 		{Type: TypeDevice, Op: OpMethod, Method: "stop", Payload: json.RawMessage(`{"reason":"overheat"}`)},
 		{Type: TypeDevice, Op: OpDesired, Device: "plc-7", Payload: json.RawMessage(`{"fan":"max"}`)},
 		{Type: TypeDevice, Op: OpC2D, Payload: json.RawMessage(`"check me"`), On: []alerts.EventType{alerts.EventAcknowledged}},
-		{Type: TypeBus, Subject: "factory.alerts.{device}.{event}", On: []alerts.EventType{alerts.EventOpened, alerts.EventResolved}},
+		{Type: TypeBus, Subject: "shopfloor.exports.{org}.alerts.{device}.{event}", On: []alerts.EventType{alerts.EventOpened, alerts.EventResolved}},
 		{Type: TypeDevice, Op: OpMethod, Method: "missing"},
 	}}
 	d := databases()[0]
@@ -457,7 +465,7 @@ func TestDeviceAndBusActions(t *testing.T) {
 	nats.mu.Lock()
 	subjects := strings.Join(nats.subjects, " ")
 	nats.mu.Unlock()
-	if !strings.Contains(subjects, "factory.alerts.cnc_1.opened") || !strings.Contains(subjects, "factory.alerts.cnc_1.resolved") || len(nats.subjects) != 2 {
+	if !strings.Contains(subjects, "shopfloor.exports.o1.alerts.cnc_1.opened") || !strings.Contains(subjects, "shopfloor.exports.o1.alerts.cnc_1.resolved") || len(nats.subjects) != 2 {
 		t.Errorf("bus subjects: %s", subjects)
 	}
 	dead, _ := r.disp.DeadLetters(ctx, "o1", 0, "")
@@ -492,3 +500,141 @@ func TestSpecValidation(t *testing.T) {
 }
 
 const knownHMAC = "c6d811ef3aeb02437cd423f1abe13209041864630bdc4e2c04def5c7b0031a23"
+
+// TestBusActionWalledAtDispatch: a bus action outside its organization's
+// subject space — stored before the wall existed, so it was never checked
+// on save — is refused when it runs, ends as a dead letter that says where
+// the organization may publish, and nothing is published.
+func TestBusActionWalledAtDispatch(t *testing.T) {
+	nats := &fakeBus{}
+	src := rulesSource{"r1": {
+		{Type: TypeBus, Subject: "$SYS.REQ.SERVER.PING"},
+		{Type: TypeBus, Subject: "$JS.API.STREAM.DELETE.SHOPFLOOR_TELEMETRY"},
+		{Type: TypeBus, Subject: "shopfloor.telemetry"},
+		{Type: TypeBus, Subject: "shopfloor.alerts.o2"},
+		{Type: TypeBus, Subject: "shopfloor.exports.o2.feed"},
+		{Type: TypeBus, Subject: "shopfloor.exports.{device}.x"}, // a device named like another org
+		{Type: TypeBus, Subject: "shopfloor.exports.o1.alerts.{device}"},
+	}}
+	d := databases()[0]
+	r := newRig(t, d.open(t), d.driver, src, func(c *Config) { c.Bus = nats })
+	r.run(t)
+	ctx := context.Background()
+	a, _, err := r.alerts.Fire(ctx, alerts.FireRequest{Org: "o1", Rule: "r1", Device: "o2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "every action", func() bool { return len(r.history(t, "o1", a.ID)) == len(src["r1"]) })
+	nats.mu.Lock()
+	published := append([]string(nil), nats.subjects...)
+	nats.mu.Unlock()
+	if len(published) != 1 || published[0] != "shopfloor.exports.o1.alerts.o2" {
+		t.Fatalf("published on %v; only shopfloor.exports.o1.alerts.o2 is the organization's", published)
+	}
+	dead, err := r.disp.DeadLetters(ctx, "o1", 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dead.Items) != len(src["r1"])-1 {
+		t.Fatalf("dead letters: %+v", dead.Items)
+	}
+	for _, x := range dead.Items {
+		if x.Attempts != 1 || !strings.Contains(x.LastError, "outside the organization's subject space") || !strings.Contains(x.LastError, "shopfloor.exports.o1.") {
+			t.Errorf("dead letter %s: attempts %d, error %q", x.Action, x.Attempts, x.LastError)
+		}
+	}
+	if _, err := New(ctx, Config{DB: d.open(t), Driver: d.driver, Bus: nats}); err == nil {
+		t.Error("a dispatcher with bus actions and no subject policy was built")
+	}
+}
+
+// TestCheckTargets is the save-time wall the rules store applies.
+func TestCheckTargets(t *testing.T) {
+	subjects := bus.NewSubjects("")
+	for _, s := range []Spec{
+		{Type: TypeBus, Subject: "$SYS.x"},
+		{Type: TypeBus, Subject: "$JS.API.STREAM.LIST"},
+		{Type: TypeBus, Subject: "shopfloor.telemetry"},
+		{Type: TypeBus, Subject: "shopfloor.alerts.o2"},
+		{Type: TypeBus, Subject: "shopfloor.exports.o2.feed"},
+		{Type: TypeBus, Subject: "shopfloor.exports.{device}.x"},
+		{Type: TypeBus, Subject: "shopfloor.exports.{org}x.y"},
+		{Type: TypeBus, Subject: "factory.alerts.{device}"},
+		{Type: TypeWebhook, URL: "http://127.0.0.1:9000/hook"},
+		{Type: TypeWebhook, URL: "http://169.254.169.254/latest/meta-data/"},
+		{Type: TypeWebhook, URL: "http://[::ffff:10.0.0.1]/"},
+	} {
+		err := s.CheckTargets("o1", subjects, nil)
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: want ErrInvalid, got %v", s.Label(), err)
+			continue
+		}
+		if s.Type == TypeBus && (!errors.Is(err, bus.ErrSubjectNotAllowed) || !strings.Contains(err.Error(), "shopfloor.exports.o1.")) {
+			t.Errorf("%s: the refusal does not say where to publish: %v", s.Label(), err)
+		}
+		if s.Type == TypeWebhook && !errors.Is(err, egress.ErrNotAllowed) {
+			t.Errorf("%s: want the egress refusal, got %v", s.Label(), err)
+		}
+	}
+	for _, s := range []Spec{
+		{Type: TypeBus, Subject: "shopfloor.exports.o1.alerts"},
+		{Type: TypeBus, Subject: "shopfloor.exports.{org}.alerts.{device}.{event}"},
+		{Type: TypeWebhook, URL: "https://example.com/hook"},
+		{Type: TypeWebhook, URL: "http://localhost:9000/hook"}, // a name: checked when dialed
+		{Type: TypeDevice, Op: OpC2D, Payload: json.RawMessage(`"x"`)},
+	} {
+		if err := s.CheckTargets("o1", subjects, nil); err != nil {
+			t.Errorf("%s: %v", s.Label(), err)
+		}
+	}
+	if err := (Spec{Type: TypeWebhook, URL: "http://127.0.0.1:9000/hook"}).CheckTargets("o1", subjects, loopback); err != nil {
+		t.Errorf("allow-listed loopback: %v", err)
+	}
+	if err := (Spec{Type: TypeBus, Subject: "shopfloor.exports.o1.x"}).CheckTargets("o1", nil, nil); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a bus action on a hub without bus actions: %v", err)
+	}
+}
+
+// TestWebhookEgressWall: with the default policy a webhook whose host name
+// resolves to loopback never reaches the receiver; the delivery is a dead
+// letter at its first attempt and its error names neither the address the
+// name resolved to nor how the dial failed.
+func TestWebhookEgressWall(t *testing.T) {
+	rc := &receiver{secret: "k"}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	src := rulesSource{"r1": {
+		{Type: TypeWebhook, URL: "http://localhost:" + u.Port() + "/hook", Secret: "k"},
+		{Type: TypeWebhook, URL: srv.URL + "/hook", Secret: "k"}, // stored before the wall: a literal loopback address
+	}}
+	d := databases()[0]
+	r := newRig(t, d.open(t), d.driver, src, func(c *Config) { c.Egress = nil })
+	r.run(t)
+	ctx := context.Background()
+	a, _, err := r.alerts.Fire(ctx, alerts.FireRequest{Org: "o1", Rule: "r1", Device: "m1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both deliveries", func() bool { return len(r.history(t, "o1", a.ID)) == 2 })
+	if reqs, _, _, _ := rc.state(); reqs != 0 {
+		t.Fatalf("the loopback receiver got %d requests", reqs)
+	}
+	dead, _ := r.disp.DeadLetters(ctx, "o1", 0, "")
+	if len(dead.Items) != 2 {
+		t.Fatalf("dead letters: %+v", dead.Items)
+	}
+	for _, x := range dead.Items {
+		if x.Attempts != 1 || !strings.Contains(x.LastError, "target address not allowed by the hub's egress policy") {
+			t.Errorf("%s: attempts %d, error %q", x.Action, x.Attempts, x.LastError)
+		}
+		if strings.Contains(x.LastError, "dial") || strings.Contains(x.LastError, "[::1]") || strings.Contains(x.LastError, "connect:") {
+			t.Errorf("%s: the error shows network detail: %q", x.Action, x.LastError)
+		}
+	}
+	for _, c := range r.history(t, "o1", a.ID) {
+		if strings.Contains(c.Note, "dial") {
+			t.Errorf("the alert's history shows network detail: %q", c.Note)
+		}
+	}
+}

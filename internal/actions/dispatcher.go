@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shopfloor/shopfloor/internal/alerts"
+	"github.com/shopfloor/shopfloor/internal/egress"
 )
 
 // Source gives a rule's actions; *rules.Store implements it. An error
@@ -53,6 +54,13 @@ type BusPublisher interface {
 	Publish(ctx context.Context, subject string, data []byte) error
 }
 
+// SubjectPolicy says whether an organization may publish on a subject: an
+// error (naming where it may publish) refuses it. bus.Subjects implements
+// it.
+type SubjectPolicy interface {
+	CheckOrgSubject(org, subject string) error
+}
+
 // Config builds a Dispatcher.
 type Config struct {
 	DB *sql.DB
@@ -62,9 +70,14 @@ type Config struct {
 	Recorder Recorder // optional: outcomes onto alerts
 	Devices  Devices  // optional: device actions fail permanently without it
 	Bus      BusPublisher
-	Client   *http.Client // optional; redirects are never followed
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// Subjects walls bus actions into their organization's subject space;
+	// required with Bus. Every publication is checked against it.
+	Subjects SubjectPolicy
+	// Egress is the policy every webhook connection is checked against;
+	// nil refuses internal addresses and allows the rest.
+	Egress *egress.Policy
+	Logger *slog.Logger
+	Now    func() time.Time
 
 	Workers     int           // parallel deliveries; default 4
 	MaxAttempts int           // attempts before the dead letters; default 8
@@ -151,13 +164,10 @@ func New(ctx context.Context, cfg Config) (*Dispatcher, error) {
 	if d.cfg.MaxAttempts <= 0 {
 		d.cfg.MaxAttempts = 8
 	}
-	base := cfg.Client
-	if base == nil {
-		base = &http.Client{}
+	if cfg.Bus != nil && cfg.Subjects == nil {
+		return nil, errors.New("actions: bus actions need a subject policy (Config.Subjects)")
 	}
-	c := *base
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	d.client = &c
+	d.client = cfg.Egress.Client()
 	stmts := []string{
 		`CREATE TABLE IF NOT EXISTS actions_outbox (
 			id TEXT PRIMARY KEY,
@@ -472,6 +482,12 @@ func (d *Dispatcher) deliver(ctx context.Context, r row, attempt int) (string, e
 		}
 		_ = json.Unmarshal(r.body, &a)
 		subject := expandSubject(s.Subject, a.Alert, r.event)
+		// Checked again here, not only when the rule was saved: a rule
+		// stored before the wall existed, or written to the database by
+		// other means, must not reach past its organization either.
+		if err := d.cfg.Subjects.CheckOrgSubject(r.org, subject); err != nil {
+			return "", fmt.Errorf("%w: bus action: %w", ErrPermanent, err)
+		}
 		cctx, cancel := context.WithTimeout(ctx, s.timeout())
 		defer cancel()
 		if err := d.cfg.Bus.Publish(cctx, subject, r.body); err != nil {
@@ -530,7 +546,12 @@ func (d *Dispatcher) webhook(ctx context.Context, r row, attempt int) (string, e
 	}
 	resp, err := d.client.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("POST %s: %w", req.URL.Redacted(), err)
+		// The alert's history and the dead letters show this text to the
+		// tenant: Describe keeps resolved addresses and ports out of it.
+		if errors.Is(err, egress.ErrNotAllowed) {
+			return "", fmt.Errorf("%w: POST %s: %w; use a public address, or ask the hub's operator to allow this one", ErrPermanent, req.URL.Redacted(), egress.Describe(err))
+		}
+		return "", fmt.Errorf("POST %s: %w", req.URL.Redacted(), egress.Describe(err))
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))

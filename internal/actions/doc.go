@@ -7,7 +7,14 @@
 // exponential backoff, ends as a listable dead letter after the last
 // attempt, and its outcome is recorded on the alert.
 //
-// It may import alerts (types); it must not import rules, api, gateway, bus,
-// registry or tsdb: devices, the NATS connection and the rule definitions
-// reach it through the Devices, BusPublisher and Source interfaces.
+// Actions stay inside their tenant's walls: a bus action publishes only in
+// its organization's subject space (SubjectPolicy, checked when the rule is
+// saved and again at every delivery) and a webhook connects only to
+// addresses the hub's egress policy allows; what the tenant sees of a
+// failure names no internal address.
+//
+// It may import alerts (types) and egress (the outbound policy); it must not
+// import rules, api, gateway, bus, registry or tsdb: devices, the NATS
+// connection, the subject space and the rule definitions reach it through
+// the Devices, BusPublisher, SubjectPolicy and Source interfaces.
 package actions

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shopfloor/shopfloor/internal/alerts"
+	"github.com/shopfloor/shopfloor/internal/egress"
 )
 
 // Sentinel errors.
@@ -56,7 +57,9 @@ type Spec struct {
 	Method  string          `json:"method,omitempty"` // for op "method"
 	Payload json.RawMessage `json:"payload,omitempty"`
 
-	// Bus: the subject may hold {org}, {device}, {rule}, {severity}, {event}.
+	// Bus: a subject inside the organization's subject space
+	// (<prefix>.exports.<org>.…); it may hold {org}, {device}, {rule},
+	// {severity}, {event}, each replaced by one subject token.
 	Subject string `json:"subject,omitempty"`
 }
 
@@ -156,6 +159,35 @@ func (s Spec) Validate() error {
 		}
 	default:
 		return fmt.Errorf("%w: action type %q is not known; use webhook, device or bus", ErrInvalid, string(s.Type))
+	}
+	return nil
+}
+
+// CheckTargets checks what the action of a rule of org reaches, beyond
+// Validate: a bus subject must lie in org's subject space whatever its
+// placeholders become, and a webhook's address, when it is an IP address,
+// must be one the egress policy allows (a host name is checked on every
+// connection). The rules store calls it when a rule is saved; the
+// dispatcher checks again at every delivery.
+func (s Spec) CheckTargets(org string, subjects SubjectPolicy, eg *egress.Policy) error {
+	switch s.Type {
+	case TypeBus:
+		if subjects == nil {
+			return fmt.Errorf("%w: bus action: this hub has no bus actions", ErrInvalid)
+		}
+		// {org} is the rule's organization; every other placeholder is one
+		// token that is never an organization id.
+		subject := expandSubject(s.Subject, alerts.Alert{Org: org}, "")
+		if err := subjects.CheckOrgSubject(org, subject); err != nil {
+			if subject != s.Subject {
+				return fmt.Errorf("%w: bus action: %w (that is %q with its placeholders filled in; {org} stands for the organization)", ErrInvalid, err, s.Subject)
+			}
+			return fmt.Errorf("%w: bus action: %w ({org} in a subject stands for the organization)", ErrInvalid, err)
+		}
+	case TypeWebhook:
+		if err := eg.CheckURL(s.URL); err != nil {
+			return fmt.Errorf("%w: webhook action: url %q: %w; use a public address, or ask the hub's operator to allow this one", ErrInvalid, s.URL, err)
+		}
 	}
 	return nil
 }

@@ -81,11 +81,11 @@ func (s *Server) exportRoutes() {
 	props := schema{
 		"name":      schema{"type": "string", "pattern": `^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`},
 		"type":      strEnum("webhook: batched signed JSON POST; nats: a NATS subject or JetStream stream; remote_write: Prometheus remote write; file: NDJSON files on the hub", "webhook", "nats", "remote_write", "file"),
-		"url":       str("webhook and remote_write: http(s) address"),
+		"url":       str("webhook and remote_write: http(s) address; internal addresses are refused unless the operator allows them (--egress-allow)"),
 		"secret":    str("webhook: HMAC-SHA256 key for X-Shopfloor-Signature; shown as ***** in responses"),
 		"headers":   schema{"type": "object", "additionalProperties": schema{"type": "string"}, "description": "extra headers (e.g. Authorization); values shown as ***** in responses"},
 		"timeout":   str("per request, e.g. 10s"),
-		"subject":   str("nats: subject under <prefix>.exports.<org>."),
+		"subject":   str("nats: subject relative to the organization's subject space <prefix>.exports.<org>."),
 		"jetstream": boolean("nats: publish with acknowledgement to a stream capturing the subject"),
 		"maxBytes":  integer("file: rotate after this size (default 64 MiB)", 0),
 		"maxFiles":  integer("file: rotated files kept (default 10)", 0),

@@ -123,7 +123,7 @@ func ruleSchemas() (spec, rule, action schema) {
 	action = object("an action run when an alert of the rule changes", []string{"type"}, schema{
 		"type":    strEnum("webhook: signed HTTP POST; device: method, desired patch or C2D; bus: NATS publication", "webhook", "device", "bus"),
 		"on":      arrayOf(strEnum("", "opened", "acknowledged", "resolved")),
-		"url":     str("webhook: http(s) address"),
+		"url":     str("webhook: http(s) address; internal addresses are refused unless the operator allows them (--egress-allow)"),
 		"secret":  str("webhook: HMAC-SHA256 key for X-Shopfloor-Signature (sha256=<hex>); shown as ***** in responses"),
 		"timeout": str("per attempt, e.g. 10s"),
 		"headers": schema{"type": "object", "additionalProperties": schema{"type": "string"}, "description": "extra headers; values shown as ***** in responses"},
@@ -131,7 +131,7 @@ func ruleSchemas() (spec, rule, action schema) {
 		"op":      strEnum("device action", "method", "desired", "c2d"),
 		"method":  str("device action: direct method name"),
 		"payload": schema{"description": "device action: JSON payload"},
-		"subject": str("bus action: NATS subject; may hold {org}, {device}, {rule}, {severity}, {event}"),
+		"subject": str("bus action: NATS subject in the organization's subject space <prefix>.exports.<org>., e.g. shopfloor.exports.{org}.alerts.{device}; may hold {org}, {device}, {rule}, {severity}, {event}"),
 	})
 	props := schema{
 		"name":        schema{"type": "string", "minLength": 1, "maxLength": 200},

@@ -20,7 +20,7 @@ func (h *Hub) openExports(ctx context.Context) error {
 	m, err := export.New(ctx, export.Config{
 		DB: h.store.DB(), Driver: h.driverName(), Bus: busConsumer{h.Bus},
 		NATS: h.Bus.Conn(), SubjectPrefix: h.busPrefix(), Dir: filepath.Join(h.cfg.Data, "exports"),
-		Directory: exportDirectory{h.Registry}, Logger: h.log, Registerer: h.metrics,
+		Directory: exportDirectory{h.Registry}, Egress: h.egress, Logger: h.log, Registerer: h.metrics,
 	})
 	if err != nil {
 		return fmt.Errorf("continuous export: %w", err)

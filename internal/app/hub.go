@@ -23,6 +23,7 @@ import (
 	"github.com/shopfloor/shopfloor/internal/bus"
 	"github.com/shopfloor/shopfloor/internal/config"
 	"github.com/shopfloor/shopfloor/internal/connectivity"
+	"github.com/shopfloor/shopfloor/internal/egress"
 	"github.com/shopfloor/shopfloor/internal/export"
 	"github.com/shopfloor/shopfloor/internal/gateway"
 	"github.com/shopfloor/shopfloor/internal/gateway/azure"
@@ -73,6 +74,7 @@ type Hub struct {
 	console    *web.Server           // web.go
 	dashboards web.DashboardStore    // web.go
 	exports    *export.Manager       // exports.go
+	egress     *egress.Policy        // what webhooks and exports may reach
 	conn       *connectivity.Service // connectivity.go
 	tmpl       *templateSet          // templates.go
 	users      *users.Service        // web.go: console users and sessions
@@ -142,6 +144,11 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 	if err := h.openAnomaly(); err != nil {
 		return nil, err
 	}
+	allow, err := cfg.EgressAllowList()
+	if err != nil {
+		return nil, err
+	}
+	h.egress = egress.New(allow, logger)
 	// Twins before rules: rule actions reach devices through them.
 	if err := h.openTwins(ctx); err != nil {
 		return nil, err

@@ -85,7 +85,8 @@ func (h *Hub) openRules(ctx context.Context) error {
 	driver := h.driverName()
 	rs := &ruleSet{history: tsdbHistory{h.TSDB}, dir: &deviceDirectory{reg: h.Registry}, log: h.log, anomaly: h.anomaly != nil}
 	var err error
-	if rs.store, err = rules.NewStore(ctx, rules.StoreConfig{DB: db, Driver: driver, Compile: rules.CompileOptions{Anomaly: h.anomaly != nil}}); err != nil {
+	if rs.store, err = rules.NewStore(ctx, rules.StoreConfig{DB: db, Driver: driver, Compile: rules.CompileOptions{Anomaly: h.anomaly != nil},
+		Subjects: h.Bus.Subjects(), Egress: h.egress}); err != nil {
 		return fmt.Errorf("open the rules store: %w", err)
 	}
 	// The dispatcher and the alerts service refer to each other (outcomes
@@ -97,7 +98,7 @@ func (h *Hub) openRules(ctx context.Context) error {
 	}
 	if rs.dispatch, err = actions.New(ctx, actions.Config{
 		DB: db, Driver: driver, Source: rs.store, Recorder: rs.alerts,
-		Bus: natsPublisher{h.Bus.Conn()}, Logger: h.log,
+		Bus: natsPublisher{h.Bus.Conn()}, Subjects: h.Bus.Subjects(), Egress: h.egress, Logger: h.log,
 		Devices: h.TwinDevices(),
 	}); err != nil {
 		return fmt.Errorf("open the actions outbox: %w", err)

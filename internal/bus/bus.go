@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -47,7 +46,7 @@ type Config struct {
 
 func (c *Config) defaults() {
 	if c.Prefix == "" {
-		c.Prefix = "SHOPFLOOR"
+		c.Prefix = DefaultPrefix
 	}
 	if c.MaxAge == 0 {
 		c.MaxAge = 7 * 24 * time.Hour
@@ -75,7 +74,7 @@ type Bus struct {
 func (b *Bus) StreamName() string { return b.cfg.Prefix + "_TELEMETRY" }
 
 // TelemetrySubject is where telemetry batches are published.
-func (b *Bus) TelemetrySubject() string { return strings.ToLower(b.cfg.Prefix) + ".telemetry" }
+func (b *Bus) TelemetrySubject() string { return b.Subjects().Telemetry() }
 
 // Conn is the underlying NATS connection, for request/reply subjects.
 func (b *Bus) Conn() *nats.Conn { return b.nc }

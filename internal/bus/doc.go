@@ -8,5 +8,9 @@
 // in the stream, so a gateway can acknowledge a device only after the
 // message is durable.
 //
+// It owns the naming of the hub's subjects (Subjects) and each
+// organization's subject space, the only subjects a tenant's rule or export
+// may publish on (CheckOrgSubject).
+//
 // It must not import the gateway, registry, tsdb or api packages.
 package bus

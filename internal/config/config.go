@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"reflect"
 	"strconv"
@@ -37,6 +38,9 @@ type Config struct {
 	StreamMB   int           `yaml:"stream_mb" flag:"stream-mb" usage:"largest size of the telemetry stream in MB; the oldest messages go first (JetStream reserves this much on an external NATS)"`
 	SDCore     string        `yaml:"sdcore" flag:"sdcore" usage:"SD-Core web console URL (e.g. http://webui:5000) that receives subscribers, device groups and slices (empty: none)"`
 	BusPrefix  string        `yaml:"bus_prefix" flag:"bus-prefix" usage:"name prefix for streams and subjects on a shared NATS"`
+	// EgressAllow opens internal address ranges to webhooks and exports,
+	// which are refused by default.
+	EgressAllow string `yaml:"egress_allow" flag:"egress-allow" usage:"comma-separated CIDR ranges or addresses that webhooks and exports may reach although internal (loopback, private, link-local, ...), e.g. 10.20.0.0/16,192.168.5.7 (empty: internal addresses are refused)"`
 	// IngestInflight bounds the telemetry messages being stored at once;
 	// beyond it they wait, ordered by their device's traffic class.
 	IngestInflight int `yaml:"ingest_inflight" flag:"ingest-inflight" usage:"telemetry messages stored at once; when the hub is saturated the rest wait, higher-priority traffic classes (lower ARP) first (0: 64 per CPU, at least 128)"`
@@ -216,8 +220,33 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("--log-level %q: use debug, info, warn or error: %w", c.LogLevel, ErrInvalid)
 	}
+	if _, err := c.EgressAllowList(); err != nil {
+		return err
+	}
 	if c.NATS != "" && !strings.Contains(c.NATS, "://") {
 		return fmt.Errorf("--nats %q must be a URL like nats://host:4222: %w", c.NATS, ErrInvalid)
 	}
 	return nil
+}
+
+// EgressAllowList parses EgressAllow: CIDR ranges or single addresses,
+// separated by commas.
+func (c Config) EgressAllowList() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(c.EgressAllow, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(f); err == nil {
+			out = append(out, p)
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil || a.Zone() != "" {
+			return nil, fmt.Errorf("--egress-allow %q is not a CIDR range or an address (for example 10.20.0.0/16 or 192.168.5.7): %w", f, ErrInvalid)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }

@@ -2,8 +2,10 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,5 +92,40 @@ func TestFsyncSwitch(t *testing.T) {
 	_ = os.WriteFile(file, []byte("fsync: true\n"), 0o600)
 	if c, err := load(t, []string{"--config", file}, nil); err != nil || !c.Fsync {
 		t.Errorf("fsync from the file: %v %v", c.Fsync, err)
+	}
+}
+
+func TestEgressAllow(t *testing.T) {
+	c, err := load(t, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := c.EgressAllowList(); len(l) != 0 {
+		t.Fatalf("internal addresses are open by default: %v", l)
+	}
+	file := filepath.Join(t.TempDir(), "hub.yaml")
+	_ = os.WriteFile(file, []byte("egress_allow: 10.20.0.0/16\n"), 0o600)
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--config", file}, nil, "[10.20.0.0/16]"},
+		{[]string{"--config", file}, map[string]string{"SHOPFLOOR_EGRESS_ALLOW": "192.168.5.7, fd00::/8"}, "[192.168.5.7/32 fd00::/8]"},
+		{[]string{"--egress-allow", "127.0.0.0/8,::1"}, map[string]string{"SHOPFLOOR_EGRESS_ALLOW": "10.0.0.0/8"}, "[127.0.0.0/8 ::1/128]"},
+	} {
+		c, err := load(t, tc.args, tc.env)
+		if err != nil {
+			t.Fatalf("%v %v: %v", tc.args, tc.env, err)
+		}
+		l, _ := c.EgressAllowList()
+		if got := fmt.Sprint(l); got != tc.want {
+			t.Errorf("%v %v: %s, want %s", tc.args, tc.env, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"10.0.0.0/33", "intranet", "10.0.0.0/8;192.168.0.0/16", "fe80::1%eth0"} {
+		if _, err := load(t, []string{"--egress-allow", bad}, nil); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "--egress-allow") {
+			t.Errorf("%q: want ErrInvalid naming --egress-allow, got %v", bad, err)
+		}
 	}
 }

@@ -10,7 +10,15 @@
 // the lag. Destinations are stored in the registry database (table
 // export_destinations).
 //
-// It may import bus (the telemetry envelope); it must not import the
+// A destination stays inside its organization's walls: a NATS destination
+// publishes only in the organization's subject space (bus.Subjects), and
+// webhook and remote-write destinations connect only to addresses the
+// hub's egress policy allows, checked when the destination is created and
+// on every connection; the last error a tenant sees names no internal
+// address.
+//
+// It may import bus (the telemetry envelope and subject names) and egress
+// (the outbound policy); it must not import the
 // gateway, registry, tsdb, rules, alerts, api or app packages: the bus
 // consumers and the device directory reach it through the Consumer and
 // Directory interfaces.

@@ -6,10 +6,13 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,6 +26,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/shopfloor/shopfloor/internal/bus"
+	"github.com/shopfloor/shopfloor/internal/egress"
 	"github.com/shopfloor/shopfloor/internal/export"
 )
 
@@ -61,16 +65,25 @@ func (d directory) DeviceInfo(_ context.Context, _, device string) (export.Devic
 }
 
 type env struct {
-	t   *testing.T
-	dir string
-	bus *bus.Bus
-	db  *sql.DB
-	m   *export.Manager
+	t      *testing.T
+	dir    string
+	bus    *bus.Bus
+	db     *sql.DB
+	egress *egress.Policy
+	m      *export.Manager
 	// stop ends the running manager.
 	stop func()
 }
 
-func newEnv(t *testing.T) *env {
+// loopback is the egress policy of the tests' receivers (httptest servers
+// on loopback), as an operator would open a site's range.
+var loopback = egress.New([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}, nil)
+
+func newEnv(t *testing.T) *env { return newEnvEgress(t, loopback) }
+
+// newEnvEgress starts a manager with the egress policy p (nil: the
+// default, internal addresses refused).
+func newEnvEgress(t *testing.T, p *egress.Policy) *env {
 	t.Helper()
 	dir := t.TempDir()
 	b, err := bus.New(t.Context(), bus.Config{Dir: filepath.Join(dir, "bus")}, slog.New(slog.DiscardHandler))
@@ -83,14 +96,14 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	e := &env{t: t, dir: dir, bus: b, db: db}
+	e := &env{t: t, dir: dir, bus: b, db: db, egress: p}
 	e.start()
 	return e
 }
 
 func (e *env) start() {
 	m, err := export.New(e.t.Context(), export.Config{DB: e.db, Driver: "sqlite", Bus: busConsumer{e.bus}, NATS: e.bus.Conn(),
-		SubjectPrefix: "shopfloor", Dir: filepath.Join(e.dir, "exports"), PollEvery: 50 * time.Millisecond,
+		SubjectPrefix: "shopfloor", Dir: filepath.Join(e.dir, "exports"), PollEvery: 50 * time.Millisecond, Egress: e.egress,
 		Directory: directory{"press-7": {Site: "plant-north", Template: "press", Tags: map[string]string{"line": "3"}},
 			"press-8": {Site: "plant-south", Template: "press"}}})
 	if err != nil {
@@ -271,6 +284,105 @@ func TestNATSSubject(t *testing.T) {
 	}
 	if _, err := e.m.Create(t.Context(), export.Destination{Org: "acme", Name: "evil", Type: export.TypeNATS, Subject: "x.>"}); !errors.Is(err, export.ErrInvalid) {
 		t.Fatalf("wildcard subject accepted: %v", err)
+	}
+	// An organization id that is not one subject token would own a piece
+	// of another organization's space (shopfloor.exports.acme.x.… is acme's).
+	if _, err := e.m.Create(t.Context(), export.Destination{Org: "acme.x", Name: "feed", Type: export.TypeNATS, Subject: "y"}); !errors.Is(err, export.ErrInvalid) || !errors.Is(err, bus.ErrSubjectNotAllowed) {
+		t.Fatalf("an organization id with a dot: %v", err)
+	}
+}
+
+// TestEgressWallOnCreate: without an allow-list, a webhook or remote-write
+// destination naming an internal address is refused when it is created.
+func TestEgressWallOnCreate(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	e := newEnvEgress(t, nil)
+	for i, d := range []export.Destination{
+		{Type: export.TypeWebhook, URL: srv.URL + "/ingest"},
+		{Type: export.TypeWebhook, URL: "http://[::ffff:127.0.0.1]:" + u.Port() + "/ingest"},
+		{Type: export.TypeWebhook, URL: "http://[::1]:" + u.Port() + "/ingest"},
+		{Type: export.TypeRemoteWrite, URL: "http://169.254.169.254/api/v1/write"},
+		{Type: export.TypeRemoteWrite, URL: "http://10.0.0.9:9090/api/v1/write"},
+	} {
+		d.Org, d.Name = "acme", fmt.Sprintf("x%d", i)
+		_, err := e.m.Create(t.Context(), d)
+		if !errors.Is(err, export.ErrInvalid) || !errors.Is(err, egress.ErrNotAllowed) {
+			t.Errorf("%s: want ErrInvalid for the address, got %v", d.URL, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), "target address not allowed by the hub's egress policy") {
+			t.Errorf("%s: message %q", d.URL, err)
+		}
+	}
+	if _, err := e.m.Create(t.Context(), export.Destination{Org: "acme", Name: "cloud", Type: export.TypeWebhook, URL: "https://example.com/ingest"}); err != nil {
+		t.Errorf("a public name: %v", err)
+	}
+	// With the operator's allow-list the same loopback receiver is fine.
+	open := newEnvEgress(t, loopback)
+	if _, err := open.m.Create(t.Context(), export.Destination{Org: "acme", Name: "local", Type: export.TypeWebhook, URL: srv.URL + "/ingest"}); err != nil {
+		t.Errorf("allow-listed loopback: %v", err)
+	}
+}
+
+// lastError waits for the destination to report a delivery error.
+func (e *env) lastError(org, id string) string {
+	e.t.Helper()
+	var last string
+	eventually(e.t, "a delivery error", func() bool {
+		st, err := e.m.Get(e.t.Context(), org, id)
+		last = st.LastError
+		return err == nil && last != ""
+	})
+	return last
+}
+
+// TestEgressWallOnDelivery: a host name that resolves to loopback passes
+// the check on create (it is a name) and is refused on connection, after
+// resolution; the receiver gets nothing and the tenant's last error names
+// neither the resolved address nor the dial.
+func TestEgressWallOnDelivery(t *testing.T) {
+	var hits sync.Map
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Store(r.URL.Path, true) }))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	e := newEnvEgress(t, nil)
+	d, err := e.m.Create(t.Context(), export.Destination{Org: "acme", Name: "named", Type: export.TypeWebhook, URL: "http://localhost:" + u.Port() + "/ingest"})
+	if err != nil {
+		t.Fatalf("a host name is checked on connection, not on create: %v", err)
+	}
+	e.publish("acme", "press-7", 1000, map[string]float64{"temperature": 70})
+	last := e.lastError("acme", d.ID)
+	if !strings.Contains(last, "target address not allowed by the hub's egress policy") {
+		t.Errorf("last error %q", last)
+	}
+	for _, leak := range []string{"127.0.0.1", "[::1]", "dial", "connect:"} {
+		if strings.Contains(last, leak) {
+			t.Errorf("last error %q shows %q", last, leak)
+		}
+	}
+	if _, ok := hits.Load("/ingest"); ok {
+		t.Fatal("the loopback receiver was reached")
+	}
+}
+
+// TestRedirectToMetadataRefused: an allowed receiver that redirects (307,
+// which keeps the POST) to the cloud metadata address is not followed
+// there.
+func TestRedirectToMetadataRefused(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://169.254.169.254/latest/meta-data/iam/security-credentials/", http.StatusTemporaryRedirect)
+	}))
+	defer srv.Close()
+	e := newEnv(t) // loopback allowed: the first hop passes
+	d, err := e.m.Create(t.Context(), export.Destination{Org: "acme", Name: "hop", Type: export.TypeWebhook, URL: srv.URL + "/ingest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.publish("acme", "press-7", 1000, map[string]float64{"temperature": 70})
+	if last := e.lastError("acme", d.ID); !strings.Contains(last, "target address not allowed by the hub's egress policy") || strings.Contains(last, "169.254") {
+		t.Errorf("last error %q", last)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shopfloor/shopfloor/internal/bus"
+	"github.com/shopfloor/shopfloor/internal/egress"
 )
 
 // Config builds a Manager.
@@ -29,14 +30,18 @@ type Config struct {
 	Driver string // "sqlite" or "pgx"
 	Bus    Consumer
 	// NATS is the connection NATS destinations publish on; SubjectPrefix
-	// (e.g. "shopfloor") makes their subjects <prefix>.exports.<org>.<subject>,
-	// so an organization cannot publish into another's or the hub's subjects.
+	// (the bus prefix, e.g. "shopfloor") makes their subjects the
+	// organization's subject space, <prefix>.exports.<org>.<subject>
+	// (bus.Subjects), so an organization cannot publish into another's or
+	// the hub's subjects.
 	NATS          *nats.Conn
 	SubjectPrefix string
 	// Dir is where file destinations write: <Dir>/<org>/<name>/.
-	Dir        string
-	Directory  Directory // optional: tag filters and enrichment need it
-	Client     *http.Client
+	Dir       string
+	Directory Directory // optional: tag filters and enrichment need it
+	// Egress is the policy every webhook and remote-write connection is
+	// checked against; nil refuses internal addresses and allows the rest.
+	Egress     *egress.Policy
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer // optional: per-destination lag and counters
 	// PollEvery is how often stored destinations are reconciled with the
@@ -49,10 +54,12 @@ type Config struct {
 // Manager stores destinations and runs one durable bus consumer per
 // enabled destination.
 type Manager struct {
-	cfg Config
-	db  *sql.DB
-	pg  bool
-	log *slog.Logger
+	cfg      Config
+	db       *sql.DB
+	pg       bool
+	log      *slog.Logger
+	client   *http.Client
+	subjects bus.Subjects
 
 	mu      sync.Mutex
 	running map[string]*runner // by destination id
@@ -91,7 +98,7 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 		return nil, errors.New("export: a database and a bus are required")
 	}
 	m := &Manager{cfg: cfg, db: cfg.DB, log: cfg.Logger, running: map[string]*runner{}, wake: make(chan struct{}, 1),
-		info: map[[2]string]cachedInfo{}}
+		info: map[[2]string]cachedInfo{}, client: cfg.Egress.Client(), subjects: bus.NewSubjects(cfg.SubjectPrefix)}
 	switch cfg.Driver {
 	case "sqlite":
 	case "pgx", "postgres":
@@ -101,9 +108,6 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
-	}
-	if m.cfg.Client == nil {
-		m.cfg.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	if m.cfg.PollEvery <= 0 {
 		m.cfg.PollEvery = 2 * time.Second
@@ -157,6 +161,9 @@ func (m *Manager) Create(ctx context.Context, d Destination) (Destination, error
 	}
 	if err := d.validate(); err != nil {
 		return Destination{}, err
+	}
+	if err := m.checkTarget(d); err != nil {
+		return Destination{}, fmt.Errorf("%w: export %q: %w", ErrInvalid, d.Name, err)
 	}
 	d.ID, d.Created = newID(), time.Now().UTC().Truncate(time.Millisecond)
 	def, err := encodeDef(d)
@@ -379,12 +386,17 @@ func (m *Manager) reconcile(ctx context.Context) error {
 func (m *Manager) sinkFor(d Destination) (sink, error) {
 	switch d.Type {
 	case TypeWebhook:
-		return &webhookSink{d: d, client: m.cfg.Client}, nil
+		return &webhookSink{d: d, client: m.client}, nil
 	case TypeRemoteWrite:
-		return &remoteWriteSink{d: d, client: m.cfg.Client}, nil
+		return &remoteWriteSink{d: d, client: m.client}, nil
 	case TypeNATS:
 		if m.cfg.NATS == nil {
 			return nil, errors.New("no NATS connection for NATS exports")
+		}
+		// Checked again before publishing anything: a destination stored
+		// by other means must not reach past its organization either.
+		if err := m.checkTarget(d); err != nil {
+			return nil, err
 		}
 		s := &natsSink{nc: m.cfg.NATS, subject: m.Subject(d.Org, d.Subject)}
 		if d.JetStream {
@@ -405,13 +417,25 @@ func (m *Manager) sinkFor(d Destination) (sink, error) {
 }
 
 // Subject is the NATS subject a destination of org with subject s
-// publishes on.
+// publishes on: s in the organization's subject space.
 func (m *Manager) Subject(org, s string) string {
-	p := m.cfg.SubjectPrefix
-	if p == "" {
-		p = "shopfloor"
+	return m.subjects.OrgSpace(org) + "." + s
+}
+
+// checkTarget refuses what a destination would reach past its
+// organization: a NATS subject outside the organization's subject space,
+// an http(s) address that is an IP address the egress policy refuses (a
+// host name is checked on every connection).
+func (m *Manager) checkTarget(d Destination) error {
+	switch d.Type {
+	case TypeNATS:
+		return m.subjects.CheckOrgSubject(d.Org, m.Subject(d.Org, d.Subject))
+	case TypeWebhook, TypeRemoteWrite:
+		if err := m.cfg.Egress.CheckURL(d.URL); err != nil {
+			return fmt.Errorf("url %q: %w; use a public address, or ask the hub's operator to allow this one", d.URL, err)
+		}
 	}
-	return p + ".exports." + org + "." + s
+	return nil
 }
 
 // FileDir is where a file destination of org named name writes.

@@ -22,6 +22,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/shopfloor/shopfloor/internal/egress"
 )
 
 // sink delivers records; Write returns only after the destination accepted
@@ -64,12 +66,14 @@ func post(ctx context.Context, client *http.Client, d Destination, body []byte, 
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("export %s: %w", d.Name, err)
+		// The destination's last error is shown to the tenant: Describe
+		// keeps resolved addresses and ports out of it.
+		return fmt.Errorf("export %s: POST %s: %w", d.Name, req.URL.Redacted(), egress.Describe(err))
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("export %s: %s answered %s", d.Name, d.URL, resp.Status)
+		return fmt.Errorf("export %s: %s answered %s", d.Name, req.URL.Redacted(), resp.Status)
 	}
 	return nil
 }

@@ -8,7 +8,12 @@
 // rebuilt from history after a restart. DryRun replays stored history
 // through a rule.
 //
-// It may import bus (the telemetry envelope), alerts and actions (types);
+// Saving a rule checks its actions against the organization's walls: a bus
+// action's subject must lie in the organization's subject space and a
+// webhook must not name an internal address (actions.Spec.CheckTargets).
+//
+// It may import bus (the telemetry envelope and subject space), alerts,
+// actions (types) and egress (the outbound policy);
 // it must not import the gateway, registry, tsdb, api or app packages: the
 // registry, twin and tsdb reach it only through the DeviceDirectory,
 // AnomalyScorer and History interfaces.

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/shopfloor/shopfloor/internal/actions"
 	"github.com/shopfloor/shopfloor/internal/alerts"
 	"github.com/shopfloor/shopfloor/internal/bus"
+	"github.com/shopfloor/shopfloor/internal/egress"
 )
 
 // TestRuleToWebhook wires the packages the way the hub will: engine →
@@ -32,7 +34,9 @@ func TestRuleToWebhook(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	db := sqliteDB(t)
-	store, err := NewStore(ctx, StoreConfig{DB: db, Driver: "sqlite"})
+	// The receiver is on loopback: open it as an operator would a site's range.
+	loopback := egress.New([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, nil)
+	store, err := NewStore(ctx, StoreConfig{DB: db, Driver: "sqlite", Egress: loopback})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +47,7 @@ func TestRuleToWebhook(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	disp, err = actions.New(ctx, actions.Config{DB: db, Driver: "sqlite", Source: store, Recorder: svc, PollEvery: 10 * time.Millisecond})
+	disp, err = actions.New(ctx, actions.Config{DB: db, Driver: "sqlite", Source: store, Recorder: svc, Egress: loopback, PollEvery: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

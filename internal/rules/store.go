@@ -14,6 +14,8 @@ import (
 
 	"github.com/shopfloor/shopfloor/internal/actions"
 	"github.com/shopfloor/shopfloor/internal/alerts"
+	"github.com/shopfloor/shopfloor/internal/bus"
+	"github.com/shopfloor/shopfloor/internal/egress"
 )
 
 // StoreConfig builds a Store.
@@ -24,16 +26,24 @@ type StoreConfig struct {
 	// Compile must match the engine's options (anomaly enabled or not), so
 	// a rule the engine cannot run is refused at creation.
 	Compile CompileOptions
-	Now     func() time.Time
+	// Subjects is the subject space a bus action must stay in: the hub
+	// passes its bus's; nil is a bus with the default prefix.
+	Subjects actions.SubjectPolicy
+	// Egress refuses webhooks to internal addresses when a rule is saved;
+	// nil is the default policy (no allow-list).
+	Egress *egress.Policy
+	Now    func() time.Time
 }
 
 // Store keeps rule definitions (tables rules_rules, rules_meta) and the
 // engine's state snapshots (rules_state).
 type Store struct {
-	db   *sql.DB
-	pg   bool
-	opts CompileOptions
-	now  func() time.Time
+	db       *sql.DB
+	pg       bool
+	opts     CompileOptions
+	subjects actions.SubjectPolicy
+	egress   *egress.Policy
+	now      func() time.Time
 }
 
 // NewStore creates the rules_ tables if they do not exist.
@@ -41,7 +51,10 @@ func NewStore(ctx context.Context, cfg StoreConfig) (*Store, error) {
 	if cfg.DB == nil {
 		return nil, errors.New("rules: a database is required")
 	}
-	s := &Store{db: cfg.DB, opts: cfg.Compile, now: cfg.Now}
+	s := &Store{db: cfg.DB, opts: cfg.Compile, subjects: cfg.Subjects, egress: cfg.Egress, now: cfg.Now}
+	if s.subjects == nil {
+		s.subjects = bus.NewSubjects("")
+	}
 	switch cfg.Driver {
 	case "sqlite":
 	case "pgx", "postgres":
@@ -98,10 +111,17 @@ func isUnique(err error) bool {
 }
 
 // Check validates a rule and compiles its condition without storing it.
-// A condition that does not compile returns a *CompileError.
+// A condition that does not compile returns a *CompileError. An action
+// reaching past the organization's walls — a bus subject outside its
+// subject space, a webhook to an internal address — is refused.
 func (s *Store) Check(r Rule) error {
 	if err := r.validate(); err != nil {
 		return err
+	}
+	for i, a := range r.Actions {
+		if err := a.CheckTargets(r.Org, s.subjects, s.egress); err != nil {
+			return fmt.Errorf("%w: action %d: %w", ErrInvalid, i+1, err)
+		}
 	}
 	_, err := Compile(r.Condition, s.opts)
 	return err

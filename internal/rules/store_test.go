@@ -11,6 +11,7 @@ import (
 	"github.com/shopfloor/shopfloor/internal/actions"
 	"github.com/shopfloor/shopfloor/internal/alerts"
 	"github.com/shopfloor/shopfloor/internal/bus"
+	"github.com/shopfloor/shopfloor/internal/egress"
 )
 
 func TestStore(t *testing.T) {
@@ -252,4 +253,53 @@ func TestDryRun(t *testing.T) {
 		t.Fatalf("bad condition: %v", err)
 	}
 	_ = bus.Telemetry{}
+}
+
+// TestStoreWallsActions: a rule whose actions reach past its organization
+// is refused when it is created or updated, with a message that says where
+// it may publish (issue 12, items 8 and 9).
+func TestStoreWallsActions(t *testing.T) {
+	ctx := context.Background()
+	s, err := NewStore(ctx, StoreConfig{DB: sqliteDB(t), Driver: "sqlite", Subjects: bus.NewSubjects("PLANT_B")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rule := func(a actions.Spec) Rule {
+		return Rule{Org: "acme", Name: "hot", Condition: "temperature > 80", Actions: []actions.Spec{a}}
+	}
+	for _, a := range []actions.Spec{
+		{Type: actions.TypeBus, Subject: "$SYS.x"},
+		{Type: actions.TypeBus, Subject: "$JS.API.STREAM.DELETE.PLANT_B_TELEMETRY"},
+		{Type: actions.TypeBus, Subject: "plant_b.telemetry"},
+		{Type: actions.TypeBus, Subject: "plant_b.alerts.globex"},
+		{Type: actions.TypeBus, Subject: "plant_b.exports.globex.feed"},
+		{Type: actions.TypeBus, Subject: "shopfloor.exports.acme.alerts"}, // another hub's prefix
+		{Type: actions.TypeBus, Subject: "factory.alerts.{device}"},
+	} {
+		_, err := s.Create(ctx, rule(a))
+		if !errors.Is(err, ErrInvalid) || !errors.Is(err, bus.ErrSubjectNotAllowed) {
+			t.Errorf("%s: want ErrInvalid for the subject, got %v", a.Subject, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), "plant_b.exports.acme.") {
+			t.Errorf("%s: the refusal does not say where to publish: %v", a.Subject, err)
+		}
+	}
+	for _, u := range []string{"http://127.0.0.1:8080/hook", "http://169.254.169.254/latest/meta-data/", "http://[::ffff:192.168.1.1]/"} {
+		if _, err := s.Create(ctx, rule(actions.Spec{Type: actions.TypeWebhook, URL: u})); !errors.Is(err, ErrInvalid) || !errors.Is(err, egress.ErrNotAllowed) {
+			t.Errorf("%s: want ErrInvalid for the address, got %v", u, err)
+		}
+	}
+	ok, err := s.Create(ctx, rule(actions.Spec{Type: actions.TypeBus, Subject: "plant_b.exports.{org}.alerts.{device}"}))
+	if err != nil {
+		t.Fatalf("a subject in the organization's space: %v", err)
+	}
+	bad := ok
+	bad.Actions = []actions.Spec{{Type: actions.TypeBus, Subject: "$SYS.x"}}
+	if _, err := s.Update(ctx, bad); !errors.Is(err, bus.ErrSubjectNotAllowed) {
+		t.Errorf("update to $SYS.x: %v", err)
+	}
+	if got, _ := s.Get(ctx, "acme", ok.ID); got.Actions[0].Subject != "plant_b.exports.{org}.alerts.{device}" {
+		t.Errorf("a refused update changed the rule: %+v", got.Actions)
+	}
 }

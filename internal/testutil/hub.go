@@ -76,6 +76,10 @@ func StartHub(t testing.TB, o Options) *Hub {
 		// A shared server reserves each stream's maximum: keep tests small.
 		cfg.StreamMB = 64
 	}
+	// Tests' webhook and export receivers are httptest servers on loopback,
+	// which the egress policy refuses unless the operator allows it; a test
+	// of that wall clears this in Mutate.
+	cfg.EgressAllow = "127.0.0.0/8,::1/128"
 	cfg.AdminToken = o.Token
 	if cfg.AdminToken == "" {
 		cfg.AdminToken = "sft_test-admin-token-0123456789abcdef"
