@@ -176,7 +176,10 @@ func (c *consumerRun) drain(hctx context.Context, cc jetstream.ConsumeContext) {
 	cc.Drain()
 	select {
 	case <-cc.Closed():
-	case <-time.After(5 * time.Second):
+	case <-hctx.Done():
+		// Out of time: a message delivered from now on is handed back, and
+		// if the subscription is still open it may come back to it and then
+		// wait AckWait after a restart. Late, never lost.
 	}
 	rest := append([]jetstream.Msg(nil), c.inHand...)
 	c.inHand = c.inHand[:0]
