@@ -382,12 +382,32 @@ func (r *Router) invokeLocal(ctx context.Context, device, method string, payload
 	r.mu.Lock()
 	r.pending[rid] = c
 	r.mu.Unlock()
-	if err := r.devices.SendMethod(device, rid, method, payload); err != nil {
-		r.drop(rid)
-		return 0, nil, fmt.Errorf("%w: %s", ErrOffline, err.Error())
-	}
+	// The write runs aside: a device that stopped reading can hold it up
+	// to the gateway's write timeout, and the caller is promised an answer
+	// within its own timeout.
+	sent := make(chan error, 1)
+	go func() { sent <- r.devices.SendMethod(device, rid, method, payload) }()
 	t := time.NewTimer(timeout)
 	defer t.Stop()
+	select {
+	case err := <-sent:
+		if err != nil {
+			r.drop(rid)
+			return 0, nil, fmt.Errorf("%w: %s", ErrOffline, err.Error())
+		}
+	case <-t.C:
+		if r.drop(rid) {
+			return 0, nil, fmt.Errorf("%w: %s did not take method %q within %s", ErrTimeout, device, method, timeout)
+		}
+		a := <-c.done
+		return a.status, a.payload, a.err
+	case <-ctx.Done():
+		if r.drop(rid) {
+			return 0, nil, ctx.Err()
+		}
+		a := <-c.done
+		return a.status, a.payload, a.err
+	}
 	select {
 	case a := <-c.done:
 		return a.status, a.payload, a.err

@@ -417,6 +417,9 @@ func thumbprint(c *x509.Certificate) string {
 }
 
 func peerCertificates(c net.Conn) []*x509.Certificate {
+	if d, ok := c.(*deadlineConn); ok {
+		c = d.Conn
+	}
 	switch c := c.(type) {
 	case *tls.Conn:
 		return c.ConnectionState().PeerCertificates

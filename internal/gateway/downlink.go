@@ -18,13 +18,18 @@ const maxDownlinkBacklog = 256
 
 // downlink paces the messages the hub sends one device (twin answers,
 // desired-property notifications, method calls) to its bitrate without
-// blocking the caller, which may be serving other devices: a message
-// within the rate is written at once; otherwise it waits, in order, on a
-// goroutine that exists only while the device is behind.
+// blocking the caller, which may be serving other devices or an API
+// request with a timeout. One writer at a time per device: a message within
+// the rate is written at once by its caller when nothing else is being
+// written to the device; otherwise it waits, in order, on a goroutine that
+// exists only while the device is behind. A device that stops reading
+// therefore holds up at most one caller, for at most the write timeout
+// (after which it is disconnected), and at most maxDownlinkBacklog
+// messages wait for it; more are refused with ErrDownlinkBacklog.
 type downlink struct {
-	queue   []downItem
-	running bool
-	last    time.Time // when the last waiting message is due
+	queue []downItem
+	busy  bool      // a caller or the drain goroutine is writing
+	last  time.Time // when the last waiting message is due
 }
 
 type downItem struct {
@@ -33,40 +38,51 @@ type downItem struct {
 }
 
 // sendDown meters n downlink bytes for the device and writes now or when
-// its bitrate allows. Callers get write's error only when it ran at once.
+// its bitrate and the device allow. Callers get write's error only when it
+// ran at once.
 func (g *Gateway) sendDown(cl *mqtt.Client, s *session, n int, write func() error) error {
 	wait := g.meter(s.device, false, n)
 	s.downMu.Lock()
-	if !s.down.running && wait <= 0 {
+	if !s.down.busy && wait <= 0 {
+		s.down.busy = true
 		s.downMu.Unlock()
-		return write()
+		err := write()
+		s.downMu.Lock()
+		if len(s.down.queue) > 0 {
+			go g.drainDown(cl, s) // busy passes to it
+		} else {
+			s.down.busy = false
+		}
+		s.downMu.Unlock()
+		return err
 	}
 	if len(s.down.queue) >= maxDownlinkBacklog {
 		s.downMu.Unlock()
 		g.stats.downlinkDropped.Add(1)
 		return ErrDownlinkBacklog
 	}
-	due := time.Now().Add(min(wait, maxThrottle))
+	due := time.Now().Add(min(max(wait, 0), maxThrottle))
 	if due.Before(s.down.last) {
 		due = s.down.last // keep the device's messages in order
 	}
 	s.down.last = due
 	s.down.queue = append(s.down.queue, downItem{due: due, write: write})
-	if !s.down.running {
-		s.down.running = true
+	if !s.down.busy {
+		s.down.busy = true
 		go g.drainDown(cl, s)
 	}
 	s.downMu.Unlock()
 	return nil
 }
 
+// drainDown writes the queued messages in order; it owns s.down.busy.
 func (g *Gateway) drainDown(cl *mqtt.Client, s *session) {
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	for {
 		s.downMu.Lock()
-		if len(s.down.queue) == 0 || cl.Closed() {
-			s.down.queue, s.down.running = nil, false
+		if len(s.down.queue) == 0 || cl.Closed() || g.ctx.Err() != nil {
+			s.down.queue, s.down.busy = nil, false
 			s.downMu.Unlock()
 			return
 		}
@@ -79,11 +95,10 @@ func (g *Gateway) drainDown(cl *mqtt.Client, s *session) {
 			select {
 			case <-t.C:
 			case <-g.ctx.Done():
-				return
 			}
 		}
 		if err := it.write(); err != nil {
-			g.log.Debug("throttled downlink message not written", "device", s.device, "error", err)
+			g.log.Debug("queued downlink message not written", "device", s.device, "error", err)
 		}
 	}
 }

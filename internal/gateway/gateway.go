@@ -33,6 +33,7 @@ type Config struct {
 	PublishTimeout time.Duration // how long a message may wait for the bus before it is refused; default 10s
 	DeviceCacheTTL time.Duration // how long device records, enrollment groups and CAs are cached; default 5s
 	ConnectTimeout time.Duration // time allowed for the TLS handshake and the CONNECT packet; default 10s
+	WriteTimeout   time.Duration // longest one write to a device may block before the device is disconnected as stuck; default 10s
 	SessionExpiry  time.Duration // longest a persistent session of a disconnected device is kept; default 1h
 
 	// Per-connection buffers, sized for many idle devices: a 10,000-device
@@ -100,6 +101,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DeviceCacheTTL <= 0 {
 		c.DeviceCacheTTL = 5 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
 	}
 	if c.ConnectTimeout <= 0 {
 		c.ConnectTimeout = 10 * time.Second
@@ -254,7 +258,7 @@ func New(cfg Config, devices Devices, pub Publisher, logger *slog.Logger) (*Gate
 		return nil, e
 	}
 	if cfg.MQTTAddr != "" {
-		if g.plain, err = listenTCP("mqtt", cfg.MQTTAddr, nil, cfg.ConnectTimeout, logger); err != nil {
+		if g.plain, err = listenTCP("mqtt", cfg.MQTTAddr, nil, cfg.ConnectTimeout, cfg.WriteTimeout, logger); err != nil {
 			return fail(err)
 		}
 		if err := g.server.AddListener(g.plain); err != nil {
@@ -267,14 +271,14 @@ func New(cfg Config, devices Devices, pub Publisher, logger *slog.Logger) (*Gate
 		if tc.MinVersion < tls.VersionTLS12 {
 			tc.MinVersion = tls.VersionTLS12
 		}
-		if g.secure, err = listenTCP("mqtts", cfg.MQTTSAddr, tc, cfg.ConnectTimeout, logger); err != nil {
+		if g.secure, err = listenTCP("mqtts", cfg.MQTTSAddr, tc, cfg.ConnectTimeout, cfg.WriteTimeout, logger); err != nil {
 			return fail(err)
 		}
 		if err := g.server.AddListener(g.secure); err != nil {
 			return fail(err)
 		}
 	}
-	g.ws = newWSListener("ws", maxPacket, cfg.ConnectTimeout, logger)
+	g.ws = newWSListener("ws", maxPacket, cfg.ConnectTimeout, cfg.WriteTimeout, logger)
 	if err := g.server.AddListener(g.ws); err != nil {
 		return fail(err)
 	}

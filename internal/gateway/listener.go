@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,7 @@ type tcpListener struct {
 	ln             net.Listener
 	tls            *tls.Config
 	connectTimeout time.Duration
+	writeTimeout   time.Duration
 	log            *slog.Logger
 	closed         atomic.Bool
 
@@ -34,12 +36,12 @@ type tcpListener struct {
 	pending map[net.Conn]struct{} // accepted, not yet handed to mochi
 }
 
-func listenTCP(id, addr string, tc *tls.Config, connectTimeout time.Duration, log *slog.Logger) (*tcpListener, error) {
+func listenTCP(id, addr string, tc *tls.Config, connectTimeout, writeTimeout time.Duration, log *slog.Logger) (*tcpListener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen for MQTT on %s: %w (is another broker using the port?)", addr, err)
 	}
-	return &tcpListener{id: id, ln: ln, tls: tc, connectTimeout: connectTimeout, log: log, pending: map[net.Conn]struct{}{}}, nil
+	return &tcpListener{id: id, ln: ln, tls: tc, connectTimeout: connectTimeout, writeTimeout: writeTimeout, log: log, pending: map[net.Conn]struct{}{}}, nil
 }
 
 func (l *tcpListener) Init(*slog.Logger) error { return nil }
@@ -102,7 +104,7 @@ func (l *tcpListener) handle(conn net.Conn, establish listeners.EstablishFn) {
 		conn = tc
 	}
 	done()
-	if err := establish(l.id, conn); err != nil && !errors.Is(err, io.EOF) {
+	if err := establish(l.id, &deadlineConn{Conn: conn, timeout: l.writeTimeout}); err != nil && !errors.Is(err, io.EOF) {
 		l.log.Debug("MQTT connection ended", "listener", l.id, "remote", conn.RemoteAddr().String(), "error", err)
 	}
 }
@@ -127,15 +129,17 @@ type wsListener struct {
 	upgrader       websocket.Upgrader
 	readLimit      int64
 	connectTimeout time.Duration
+	writeTimeout   time.Duration
 	log            *slog.Logger
 	establish      atomic.Pointer[listeners.EstablishFn]
 	serving        chan struct{} // closed once the broker serves this listener
 	closed         atomic.Bool
 }
 
-func newWSListener(id string, maxPacket int, connectTimeout time.Duration, log *slog.Logger) *wsListener {
+func newWSListener(id string, maxPacket int, connectTimeout, writeTimeout time.Duration, log *slog.Logger) *wsListener {
 	return &wsListener{
-		id: id,
+		writeTimeout: writeTimeout,
+		id:           id,
 		upgrader: websocket.Upgrader{
 			Subprotocols:    []string{"mqtt"},
 			ReadBufferSize:  1024,
@@ -187,7 +191,7 @@ func (l *wsListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // Upgrade answered the client
 	}
 	c.SetReadLimit(l.readLimit)
-	conn := &wsConn{Conn: c.UnderlyingConn(), ws: c}
+	conn := &wsConn{Conn: c.UnderlyingConn(), ws: c, writeTimeout: l.writeTimeout}
 	if r.TLS != nil {
 		conn.certs = r.TLS.PeerCertificates
 	}
@@ -198,13 +202,38 @@ func (l *wsListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.Close()
 }
 
+// deadlineConn bounds every write to a device. mochi sets a write deadline
+// only when the device's keep-alive is above zero, so a device that stops
+// reading (keep-alive 0, full receive window) held the client's write lock
+// forever, and every later write to it (twin patches, method calls) waited
+// behind it. A write that cannot finish in time closes the connection: the
+// device is stuck, and its messages are better kept for when it reconnects.
+type deadlineConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c *deadlineConn) Write(p []byte) (int, error) {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	n, err := c.Conn.Write(p)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		c.Conn.Close()
+	}
+	return n, err
+}
+
+// SetDeadline keeps the write bound: mochi calls it with the keep-alive
+// for reading, and a zero write deadline would undo Write's.
+func (c *deadlineConn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
+
 // wsConn presents a WebSocket as the byte stream mochi reads MQTT from;
 // MQTT packets may span or share binary messages.
 type wsConn struct {
 	net.Conn
-	ws    *websocket.Conn
-	r     io.Reader
-	certs []*x509.Certificate
+	ws           *websocket.Conn
+	r            io.Reader
+	certs        []*x509.Certificate
+	writeTimeout time.Duration
 }
 
 func (c *wsConn) Read(p []byte) (int, error) {
@@ -232,8 +261,13 @@ func (c *wsConn) Read(p []byte) (int, error) {
 }
 
 // Write sends one binary message; mochi serialises writes per client.
+// Each write has a deadline; see deadlineConn.
 func (c *wsConn) Write(p []byte) (int, error) {
+	_ = c.ws.SetWriteDeadline(time.Now().Add(c.writeTimeout))
 	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			c.ws.Close()
+		}
 		return 0, err
 	}
 	return len(p), nil
