@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/shopfloor/shopfloor/internal/api"
 )
 
 // listenHTTPS binds the optional HTTPS listener (config https): the same
@@ -31,7 +33,7 @@ func (h *Hub) listenHTTPS(handler http.Handler) error {
 		tc.MinVersion = tls.VersionTLS12
 	}
 	h.httpsLn = tls.NewListener(ln, tc)
-	h.httpsSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	h.httpsSrv = api.NewHTTPServer(handler, h.connLimits(), h.log)
 	return nil
 }
 

@@ -231,7 +231,7 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 	if err != nil {
 		return nil, fmt.Errorf("listen for HTTP on %s: %w: %v", cfg.HTTP, ErrStart, err)
 	}
-	h.httpSrv = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	h.httpSrv = api.NewHTTPServer(srv.Handler(), h.connLimits(), logger)
 	if err := h.listenHTTPS(srv.Handler()); err != nil {
 		return nil, err
 	}
@@ -325,6 +325,10 @@ func addrString(a net.Addr) string {
 		return ""
 	}
 	return a.String()
+}
+
+func (h *Hub) connLimits() api.ConnLimits {
+	return api.ConnLimits{Total: h.cfg.HTTPMaxConns, PerAddr: h.cfg.HTTPMaxConnsPerAddr}
 }
 
 // Close releases everything NewHub opened; safe to call twice.

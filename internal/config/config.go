@@ -48,6 +48,9 @@ type Config struct {
 	Fsync bool `yaml:"fsync" flag:"fsync" usage:"flush every commit (SQLite registry, embedded bus) to disk before acknowledging it, so acknowledged data also survives a power cut; slower. Without it, acknowledged data survives a crash of the hub process"`
 	// AnomalySnapshot is how often the detectors' learned state is saved.
 	AnomalySnapshot time.Duration `yaml:"anomaly_snapshot" flag:"anomaly-snapshot" usage:"how often the anomaly detectors save what they have learned, so a crash does not make them learn again from nothing (0: only when the hub stops)"`
+	// HTTP connection limits (MQTT over WebSocket leaves them once upgraded).
+	HTTPMaxConns        int `yaml:"http_max_conns" flag:"http-max-conns" usage:"open HTTP connections the API and console hold at most (each listener); more are closed at once"`
+	HTTPMaxConnsPerAddr int `yaml:"http_max_conns_per_addr" flag:"http-max-conns-per-addr" usage:"open HTTP connections from one client address at most (each listener)"`
 	// Cardinality limits: a message that would pass one is refused whole.
 	MaxDeviceFields int `yaml:"max_device_fields" flag:"max-device-fields" usage:"most distinct field names one device may send"`
 	MaxOrgSeries    int `yaml:"max_org_series" flag:"max-org-series" usage:"most series (device fields) one organization may hold"`
@@ -71,10 +74,12 @@ func Default() Config {
 		BusPrefix:  "SHOPFLOOR",
 		StreamMB:   10240,
 
-		AnomalySnapshot: 5 * time.Minute,
-		MaxDeviceFields: 1000,
-		MaxOrgSeries:    5_000_000,
-		MaxFieldName:    256,
+		AnomalySnapshot:     5 * time.Minute,
+		MaxDeviceFields:     1000,
+		HTTPMaxConns:        1000,
+		HTTPMaxConnsPerAddr: 100,
+		MaxOrgSeries:        5_000_000,
+		MaxFieldName:        256,
 	}
 }
 
@@ -201,7 +206,8 @@ func (c Config) Validate() error {
 	if c.MaxPayload < 1024 || c.MaxPayload > 256<<20 {
 		return fmt.Errorf("--max-payload %d must be between 1024 and 268435456 bytes: %w", c.MaxPayload, ErrInvalid)
 	}
-	for name, v := range map[string]int{"max-device-fields": c.MaxDeviceFields, "max-org-series": c.MaxOrgSeries, "max-field-name": c.MaxFieldName} {
+	for name, v := range map[string]int{"max-device-fields": c.MaxDeviceFields, "max-org-series": c.MaxOrgSeries, "max-field-name": c.MaxFieldName,
+		"http-max-conns": c.HTTPMaxConns, "http-max-conns-per-addr": c.HTTPMaxConnsPerAddr} {
 		if v < 1 {
 			return fmt.Errorf("--%s %d must be at least 1: %w", name, v, ErrInvalid)
 		}

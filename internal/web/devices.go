@@ -457,6 +457,9 @@ func (s *Server) liveStream(w http.ResponseWriter, r *http.Request) {
 	}
 	tick := time.NewTicker(s.live)
 	defer tick.Stop()
+	// The server's write timeout bounds ordinary answers; a live stream
+	// lives longer, so each write gets its own deadline instead.
+	rc := http.NewResponseController(w)
 	beat := 0
 	for {
 		select {
@@ -464,6 +467,7 @@ func (s *Server) liveStream(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-tick.C:
 		}
+		_ = rc.SetWriteDeadline(time.Now().Add(time.Minute))
 		ls, err := s.deps.Telemetry.Latest(r.Context(), v.org, id)
 		if err != nil {
 			return

@@ -2,7 +2,11 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -153,5 +157,68 @@ func TestCardinalityLimits(t *testing.T) {
 	})
 	if pts := rawPoints(t, a, d.ID, "f4_0", time.Now().Add(-time.Minute), time.Now().Add(2*time.Second)); len(pts) != 0 {
 		t.Fatalf("a field of a refused message was stored: %v", pts)
+	}
+}
+
+// Slow clients cannot take the hub's file descriptors: HTTP connections are
+// capped per address and in total, a connection over a cap is closed at
+// once, other addresses are still served, and MQTT keeps accepting devices
+// (issue 12, case 7: 1,600 slow-body connections exhausted the descriptors
+// and MQTT accepts failed).
+func TestHTTPConnectionCaps(t *testing.T) {
+	hub := testutil.StartHub(t, testutil.Options{Mutate: func(c *config.Config) { c.HTTPMaxConns, c.HTTPMaxConnsPerAddr = 60, 20 }})
+	a := hub.API()
+	d := a.CreateDevice(t, "press-busy", nil)
+	fds := func() int { e, _ := os.ReadDir("/proc/self/fd"); return len(e) }
+	before := fds()
+	addr := strings.TrimPrefix(hub.URL, "http://")
+	var open []net.Conn
+	defer func() {
+		for _, c := range open {
+			c.Close()
+		}
+	}()
+	refused := 0
+	for i := 0; i < 300; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		open = append(open, c)
+		// Headers of a large upload, then a trickle that never ends.
+		fmt.Fprintf(c, "POST /api/v1/devices HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{", hub.Token)
+	}
+	for _, c := range open {
+		// A refused connection reads EOF at once; an open one times out.
+		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			refused++ // closed by the hub
+		}
+	}
+	if refused < 300-20 {
+		t.Errorf("%d of 300 connections from one address were closed; the cap is 20", refused)
+	}
+	// This process holds the 300 client ends too; the hub's ends are what
+	// the cap bounds.
+	if n := fds() - before - 300; n > 20+20 {
+		t.Errorf("the hub holds %d descriptors for 300 slow connections; the cap is 20", n)
+	}
+	// Another address is served.
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	hc := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}, Timeout: 5 * time.Second}
+	req, _ := http.NewRequest("GET", hub.URL+"/api/v1/devices/"+d.ID, nil)
+	req.Header.Set("Authorization", "Bearer "+hub.Token)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatalf("a client at another address was not served: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("a client at another address: %d", resp.StatusCode)
+	}
+	// MQTT still accepts and stores.
+	c := hub.MustConnect(t, d, testutil.DeviceOptions{})
+	if tok := c.Publish("devices/"+d.ID+"/messages/events/", 1, false, `{"busy":1}`); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("MQTT publish while HTTP is under load: %v", tok.Error())
 	}
 }
