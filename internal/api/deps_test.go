@@ -7,14 +7,15 @@ import (
 )
 
 // TestImportBoundaries fails when the package links what doc.go forbids:
-// of Shopfloor's packages only internal/registry and internal/connectivity (their types), and no cloud
+// of Shopfloor's packages only internal/registry, internal/connectivity and internal/quota (their types), and no cloud
 // SDK.
 func TestImportBoundaries(t *testing.T) {
 	checkDeps(t, ".", "github.com/shopfloor/shopfloor/internal/api",
-		"github.com/shopfloor/shopfloor/internal/registry", "github.com/shopfloor/shopfloor/internal/connectivity")
+		"github.com/shopfloor/shopfloor/internal/registry", "github.com/shopfloor/shopfloor/internal/connectivity",
+		"github.com/shopfloor/shopfloor/internal/quota")
 	checkDeps(t, "./apitest", "github.com/shopfloor/shopfloor/internal/api/apitest",
 		"github.com/shopfloor/shopfloor/internal/api", "github.com/shopfloor/shopfloor/internal/registry",
-		"github.com/shopfloor/shopfloor/internal/connectivity")
+		"github.com/shopfloor/shopfloor/internal/connectivity", "github.com/shopfloor/shopfloor/internal/quota")
 }
 
 func checkDeps(t *testing.T, pkg string, allowed ...string) {
