@@ -180,6 +180,7 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 		MaxInflight:  cfg.IngestInflight,
 		Cloud:        templateCloud{twinCloud{h.twins}, h},
 		Limits:       h.Quota,
+		LastStamp:    h.TSDB.LastTime,
 	}, h.Registry, h.Bus, logger)
 	if err != nil {
 		return nil, fmt.Errorf("MQTT gateway: %w", err)

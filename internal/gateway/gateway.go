@@ -77,6 +77,12 @@ type Config struct {
 	// which limit.
 	Limits Limits
 
+	// LastStamp, when set, gives the newest timestamp stored for a device
+	// (the time-series store knows it), so that the first hub-given stamp
+	// of a device in this process comes after any an earlier process gave
+	// it ahead of the clock. Asked once per device and process.
+	LastStamp func(org, device string) int64
+
 	// Cloud, when set, serves twins, direct methods and cloud-to-device
 	// messages (see iothub.go); without it $iothub requests are ignored.
 	Cloud Cloud
@@ -166,15 +172,12 @@ type Gateway struct {
 
 	sessions sync.Map // *mqtt.Client -> *session
 	stamps   sync.Map // device id -> *atomic.Int64: last hub-given timestamp (stamp)
-	// stampFloor is the earliest hub-given timestamp of this process: its
-	// start plus maxStampLead, past any stamp an earlier process gave.
-	stampFloor int64
-	auth       *authenticator
-	errs       errorRecorder
-	serving    atomic.Bool
-	stats      counters
-	metrics    *metrics
-	gate       *ingestGate // orders ingest by priority under overload
+	auth     *authenticator
+	errs     errorRecorder
+	serving  atomic.Bool
+	stats    counters
+	metrics  *metrics
+	gate     *ingestGate // orders ingest by priority under overload
 
 	started   atomic.Bool
 	closeOnce sync.Once
@@ -217,16 +220,15 @@ func New(cfg Config, devices Devices, pub Publisher, logger *slog.Logger) (*Gate
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &Gateway{
-		cfg:        cfg,
-		stampFloor: time.Now().Add(maxStampLead).UnixMilli(),
-		devices:    devices,
-		pub:        pub,
-		log:        logger,
-		ctx:        ctx,
-		cancel:     cancel,
-		errs:       errorRecorder{last: map[string]time.Time{}, pending: map[string]*pendingErrors{}},
-		metrics:    newMetrics(),
-		gate:       newIngestGate(cfg.MaxInflight),
+		cfg:     cfg,
+		devices: devices,
+		pub:     pub,
+		log:     logger,
+		ctx:     ctx,
+		cancel:  cancel,
+		errs:    errorRecorder{last: map[string]time.Time{}, pending: map[string]*pendingErrors{}},
+		metrics: newMetrics(),
+		gate:    newIngestGate(cfg.MaxInflight),
 	}
 	g.auth = newAuthenticator(devices, cfg.DeviceCacheTTL, logger)
 

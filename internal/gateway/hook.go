@@ -312,7 +312,7 @@ func (g *Gateway) telemetry(s *session, bag string, payload []byte, user []packe
 	rcv := now.UnixMilli()
 	if ts == 0 {
 		var err error
-		if ts, err = g.stamp(s.device, rcv); err != nil {
+		if ts, err = g.stamp(s.org, s.device, rcv); err != nil {
 			return nil, err
 		}
 	} else if ts < rcv-bus.MaxLate.Milliseconds() || ts > rcv+bus.MaxAhead.Milliseconds() {
@@ -336,9 +336,8 @@ func (g *Gateway) telemetry(s *session, bag string, payload []byte, user []packe
 // messages: a burst of up to a thousand unstamped messages is stored whole,
 // and a device that goes on sending faster than one message per
 // millisecond is told to slow down rather than stamped ever further into
-// the future. It is kept short because the last stamps live in memory: a
-// hub restarted (or a device reconnected to another hub) within it could
-// give a new message a millisecond already used.
+// the future. It is kept short because the last stamps live in memory and
+// the store (Config.LastStamp) learns of them only once they are written.
 const maxStampLead = time.Second
 
 // stamp gives a message without a device timestamp its receive time, but
@@ -347,21 +346,23 @@ const maxStampLead = time.Second
 // messages received in the same millisecond would otherwise collapse into
 // one (issue 12, case 2). Messages of one device arrive on one connection
 // goroutine, so the stamps follow the order the device sent them.
-func (g *Gateway) stamp(device string, rcv int64) (int64, error) {
+func (g *Gateway) stamp(org, device string, rcv int64) (int64, error) {
 	v, ok := g.stamps.Load(device)
 	if !ok {
-		// The first stamp of a device in this process is not before
-		// stampFloor, so it cannot reuse a millisecond the previous
-		// process gave the device ahead of its clock.
+		// The first stamp of a device in this process comes after what is
+		// stored of it, so it cannot reuse a millisecond an earlier process
+		// gave the device ahead of its clock.
 		first := new(atomic.Int64)
-		first.Store(g.stampFloor - 1)
+		if g.cfg.LastStamp != nil {
+			first.Store(g.cfg.LastStamp(org, device))
+		}
 		v, _ = g.stamps.LoadOrStore(device, first)
 	}
 	last := v.(*atomic.Int64)
 	for {
 		prev := last.Load()
 		ts := max(rcv, prev+1)
-		if ts-max(rcv, g.stampFloor) > maxStampLead.Milliseconds() {
+		if ts-rcv > maxStampLead.Milliseconds() {
 			return 0, fmt.Errorf("%w: more than 1,000 messages a second without a \"ts\"; add a \"ts\" to each message or send less often", ErrTooFast)
 		}
 		if last.CompareAndSwap(prev, ts) {

@@ -348,3 +348,23 @@ func (db *DB) EachField(fn func(org, device, field string)) {
 		}
 	}
 }
+
+// LastTime is the newest timestamp stored for a device, numeric or string
+// field, in unix ms (0 when none): the gateway starts stamping the device's
+// messages after it.
+func (db *DB) LastTime(org, device string) int64 {
+	var last int64
+	for _, s := range db.deviceSeries(org, device) {
+		s.mu.Lock()
+		if s.lastT > last {
+			last = s.lastT
+		}
+		s.mu.Unlock()
+	}
+	db.strMu.Lock()
+	for _, l := range db.strLatest[deviceKey{org, device}] {
+		last = max(last, l.t)
+	}
+	db.strMu.Unlock()
+	return last
+}
