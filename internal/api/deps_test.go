@@ -12,10 +12,13 @@ import (
 func TestImportBoundaries(t *testing.T) {
 	checkDeps(t, ".", "github.com/shopfloor/shopfloor/internal/api",
 		"github.com/shopfloor/shopfloor/internal/registry", "github.com/shopfloor/shopfloor/internal/connectivity",
-		"github.com/shopfloor/shopfloor/internal/quota")
+		"github.com/shopfloor/shopfloor/internal/quota", "github.com/shopfloor/shopfloor/internal/template",
+		"github.com/shopfloor/shopfloor/internal/jobs", "github.com/shopfloor/shopfloor/internal/sqldb")
 	checkDeps(t, "./apitest", "github.com/shopfloor/shopfloor/internal/api/apitest",
 		"github.com/shopfloor/shopfloor/internal/api", "github.com/shopfloor/shopfloor/internal/registry",
-		"github.com/shopfloor/shopfloor/internal/connectivity", "github.com/shopfloor/shopfloor/internal/quota")
+		"github.com/shopfloor/shopfloor/internal/connectivity", "github.com/shopfloor/shopfloor/internal/quota",
+		"github.com/shopfloor/shopfloor/internal/template", "github.com/shopfloor/shopfloor/internal/jobs",
+		"github.com/shopfloor/shopfloor/internal/sqldb")
 }
 
 func checkDeps(t *testing.T, pkg string, allowed ...string) {

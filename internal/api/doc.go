@@ -7,7 +7,10 @@
 // MQTT over WebSocket at /mqtt and the process metrics at /metrics.
 //
 // It talks to the registry, the time-series store and the MQTT gateway only
-// through the small interfaces declared in api.go. It may import
-// internal/registry, internal/connectivity and internal/quota for their types; it must not import the store, tsdb,
+// through the small interfaces declared in api.go. Those interfaces take and return the
+// domain packages' own types, and errors.go maps their sentinel errors to
+// HTTP status in one place. It may import internal/registry,
+// internal/connectivity, internal/quota, internal/template and internal/jobs
+// for their types; it must not import the store, tsdb,
 // gateway, bus or app packages.
 package api

@@ -12,7 +12,9 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/shopfloor/shopfloor/internal/jobs"
 	"github.com/shopfloor/shopfloor/internal/registry"
+	"github.com/shopfloor/shopfloor/internal/template"
 )
 
 // Body size limits. A bigger body is refused whole, before anything changes.
@@ -48,13 +50,35 @@ func notFound(format string, args ...any) error {
 	return &httpError{Status: http.StatusNotFound, Code: "not_found", Message: fmt.Sprintf(format, args...)}
 }
 
+// domainErrors maps each domain package's sentinel errors to an HTTP
+// status: the one place where they are (the domains know nothing of HTTP).
+var domainErrors = []struct {
+	err    error
+	status int
+	code   string
+}{
+	{template.ErrInvalid, http.StatusBadRequest, "invalid"},
+	{template.ErrNotFound, http.StatusNotFound, "not_found"},
+	{template.ErrExists, http.StatusConflict, "conflict"},
+	{jobs.ErrInvalid, http.StatusBadRequest, "invalid"},
+	{jobs.ErrNotFound, http.StatusNotFound, "not_found"},
+	{jobs.ErrFinished, http.StatusConflict, "conflict"},
+}
+
 // classify maps an error to status, code and the message the caller sees.
-// Registry sentinels keep the registry's message (written for a plant
-// engineer); anything else is internal and its text stays in the log.
+// Sentinels keep their package's message (written for a plant engineer);
+// anything else is internal and its text stays in the log.
 func classify(err error) (status int, code, msg string, internal bool) {
 	var he *httpError
+	if !errors.As(err, &he) {
+		for _, d := range domainErrors {
+			if errors.Is(err, d.err) {
+				return d.status, d.code, err.Error(), false
+			}
+		}
+	}
 	switch {
-	case errors.As(err, &he):
+	case he != nil:
 		return he.Status, he.Code, he.Message, false
 	case errors.Is(err, registry.ErrNotFound):
 		return http.StatusNotFound, "not_found", err.Error(), false

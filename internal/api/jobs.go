@@ -6,83 +6,31 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/shopfloor/shopfloor/internal/jobs"
 	"github.com/shopfloor/shopfloor/internal/registry"
 )
 
 // Job routes: a desired-property patch or a direct method sent to every
 // device a query selects, at a limited rate, with progress, per-device
-// results and cancellation. The hub adapts internal/jobs to the Jobs
-// interface; the JSON shapes here are those of jobs.Job.
+// results and cancellation. The bodies are internal/jobs' own types.
 
-// Jobs is the job service the API calls. Errors wrap the registry
-// sentinels (ErrInvalid, ErrNotFound, ErrConflict for a finished job).
+// Jobs is the job service the API calls; *jobs.Service satisfies it.
+// Errors wrap jobs' sentinels (see errors.go).
 type Jobs interface {
-	CreateJob(ctx context.Context, org string, spec JobSpec) (Job, error)
-	GetJob(ctx context.Context, org, id string) (Job, error)
-	ListJobs(ctx context.Context, org string) ([]Job, error)
-	// JobDevices lists per-device results; state filters when not empty.
-	JobDevices(ctx context.Context, org, id, state string) ([]JobDevice, error)
-	CancelJob(ctx context.Context, org, id string) (Job, error)
+	Create(ctx context.Context, org string, spec jobs.Spec) (jobs.Job, error)
+	Get(ctx context.Context, org, id string) (jobs.Job, error)
+	List(ctx context.Context, org string) ([]jobs.Job, error)
+	// Devices lists per-device results; state filters when not empty.
+	Devices(ctx context.Context, org, id, state string) ([]jobs.DeviceResult, error)
+	Cancel(ctx context.Context, org, id string) (jobs.Job, error)
 }
 
-// JobQuery selects devices; empty fields do not narrow.
-type JobQuery struct {
-	Site     string            `json:"site,omitempty"`
-	Template string            `json:"template,omitempty"`
-	Tags     map[string]string `json:"tags,omitempty"`
-}
-
-// JobMethod is the direct method a method job invokes.
-type JobMethod struct {
-	Name           string          `json:"name"`
-	Payload        json.RawMessage `json:"payload,omitempty"`
-	TimeoutSeconds int             `json:"timeoutSeconds,omitempty"`
-}
-
-// JobSpec is what a client sends to create a job.
-type JobSpec struct {
-	Type    string          `json:"type"`
-	Query   JobQuery        `json:"query"`
-	Desired json.RawMessage `json:"desired,omitempty"`
-	Method  *JobMethod      `json:"method,omitempty"`
-	Rate    float64         `json:"rate,omitempty"`
-}
-
-// JobProgress counts a job's devices by state.
-type JobProgress struct {
-	Total     int `json:"total"`
-	Pending   int `json:"pending"`
-	Succeeded int `json:"succeeded"`
-	Failed    int `json:"failed"`
-	Cancelled int `json:"cancelled"`
-}
-
-// Job is a job with its progress.
-type Job struct {
-	ID string `json:"id"`
-	JobSpec
-	State     string      `json:"state"`
-	Progress  JobProgress `json:"progress"`
-	CreatedAt time.Time   `json:"createdAt"`
-	EndedAt   *time.Time  `json:"endedAt,omitempty"`
-}
-
-// JobDevice is a job's result for one device.
-type JobDevice struct {
-	Device   string          `json:"deviceId"`
-	State    string          `json:"state"`
-	Status   int             `json:"status,omitempty"`
-	Response json.RawMessage `json:"response,omitempty"`
-	Error    string          `json:"error,omitempty"`
-	At       *time.Time      `json:"at,omitempty"`
-}
-
-var exampleJobSpec = JobSpec{Type: "desired", Query: JobQuery{Site: "plant-north", Template: "press", Tags: map[string]string{"line": "3"}},
+var exampleJobSpec = jobs.Spec{Type: "desired", Query: jobs.Query{Site: "plant-north", Template: "press", Tags: map[string]string{"line": "3"}},
 	Desired: json.RawMessage(`{"setpoint":72.5}`), Rate: 20}
 
-func exampleBulkJob() Job {
-	return Job{ID: "9f1c0a7e9d3b42a8c6e1f0d2", JobSpec: exampleJobSpec, State: "running",
-		Progress: JobProgress{Total: 48, Pending: 20, Succeeded: 27, Failed: 1}, CreatedAt: exampleTime}
+func exampleBulkJob() jobs.Job {
+	return jobs.Job{ID: "9f1c0a7e9d3b42a8c6e1f0d2", Spec: exampleJobSpec, State: "running",
+		Progress: jobs.Progress{Total: 48, Pending: 20, Succeeded: 27, Failed: 1}, CreatedAt: exampleTime}
 }
 
 func jobSchemas() (spec, job, dev schema) {
@@ -135,7 +83,7 @@ func (s *Server) jobRoutes() {
 	s.add(&route{Method: "GET", Pattern: "/api/v1/jobs", ID: "listJobs", Tag: "jobs", Role: registry.RoleViewer,
 		Summary: "List the organization's jobs, newest first (at most 200)",
 		Responses: []response{{Status: 200, Description: "the jobs", Body: &content{
-			Schema: object("", []string{"items"}, schema{"items": arrayOf(jobSchema)}), Example: map[string]any{"items": []Job{ex}}}}},
+			Schema: object("", []string{"items"}, schema{"items": arrayOf(jobSchema)}), Example: map[string]any{"items": []jobs.Job{ex}}}}},
 		Errors: []int{503}, handle: s.listJobs})
 	s.add(&route{Method: "GET", Pattern: "/api/v1/jobs/{id}", ID: "getJob", Tag: "jobs", Role: registry.RoleViewer,
 		Summary: "Get a job and its live progress", PathParams: idOnly,
@@ -145,7 +93,7 @@ func (s *Server) jobRoutes() {
 		Query: []param{{Name: "state", Description: "only devices in this state", Schema: strEnum("", "pending", "succeeded", "failed", "cancelled")}},
 		Responses: []response{{Status: 200, Description: "per-device results", Body: &content{
 			Schema: object("", []string{"items"}, schema{"items": arrayOf(devSchema)}),
-			Example: map[string]any{"items": []JobDevice{
+			Example: map[string]any{"items": []jobs.DeviceResult{
 				{Device: "press-7", State: "succeeded", At: &at},
 				{Device: "press-8", State: "failed", Error: "device not connected", At: &at},
 				{Device: "press-9", State: "pending"},
@@ -154,7 +102,7 @@ func (s *Server) jobRoutes() {
 	cancelled := ex
 	end := exampleTime.Add(time.Minute)
 	cancelled.State, cancelled.EndedAt = "cancelled", &end
-	cancelled.Progress = JobProgress{Total: 48, Succeeded: 27, Failed: 1, Cancelled: 20}
+	cancelled.Progress = jobs.Progress{Total: 48, Succeeded: 27, Failed: 1, Cancelled: 20}
 	s.add(&route{Method: "POST", Pattern: "/api/v1/jobs/{id}/cancel", ID: "cancelJob", Tag: "jobs", Role: registry.RoleOperator,
 		Summary: "Cancel a running job: devices not reached yet end cancelled; a finished job answers 409", PathParams: idOnly,
 		Responses: []response{{Status: 200, Description: "the cancelled job", Body: &content{Schema: jobSchema, Example: cancelled}}},
@@ -173,11 +121,11 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var in JobSpec
+	var in jobs.Spec
 	if err := decodeJSON(w, r, &in); err != nil {
 		return err
 	}
-	out, err := svc.CreateJob(r.Context(), orgOf(r), in)
+	out, err := svc.Create(r.Context(), orgOf(r), in)
 	if err != nil {
 		return err
 	}
@@ -190,12 +138,12 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	items, err := svc.ListJobs(r.Context(), orgOf(r))
+	items, err := svc.List(r.Context(), orgOf(r))
 	if err != nil {
 		return err
 	}
 	if items == nil {
-		items = []Job{}
+		items = []jobs.Job{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": items})
 	return nil
@@ -206,7 +154,7 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out, err := svc.GetJob(r.Context(), orgOf(r), r.PathValue("id"))
+	out, err := svc.Get(r.Context(), orgOf(r), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -225,12 +173,12 @@ func (s *Server) listJobDevices(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return invalid("state=%q is unknown; use pending, succeeded, failed or cancelled", state)
 	}
-	items, err := svc.JobDevices(r.Context(), orgOf(r), r.PathValue("id"), state)
+	items, err := svc.Devices(r.Context(), orgOf(r), r.PathValue("id"), state)
 	if err != nil {
 		return err
 	}
 	if items == nil {
-		items = []JobDevice{}
+		items = []jobs.DeviceResult{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": items})
 	return nil
@@ -241,7 +189,7 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out, err := svc.CancelJob(r.Context(), orgOf(r), r.PathValue("id"))
+	out, err := svc.Cancel(r.Context(), orgOf(r), r.PathValue("id"))
 	if err != nil {
 		return err
 	}

@@ -6,103 +6,43 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/shopfloor/shopfloor/internal/registry"
+	"github.com/shopfloor/shopfloor/internal/template"
 )
 
 // Template routes: device templates (telemetry, properties, commands) with
 // JSON import and export, and the template violations counted per device.
-// The hub adapts internal/template to the Templates interface; the JSON
-// shapes here are those of template.Template.
+// The bodies are internal/template's own types.
 
-// Templates is the template service the API calls. Errors wrap the
-// registry sentinels (ErrInvalid, ErrNotFound, ErrConflict).
+// Templates is the template service the API calls; *template.Service
+// satisfies it. Errors wrap template's sentinels (see errors.go).
 type Templates interface {
-	CreateTemplate(ctx context.Context, org string, t Template) (Template, error)
-	GetTemplate(ctx context.Context, org, id string) (Template, error)
-	ListTemplates(ctx context.Context, org string) ([]Template, error)
-	// ReplaceTemplate creates or replaces a template.
-	ReplaceTemplate(ctx context.Context, org string, t Template) (Template, error)
-	DeleteTemplate(ctx context.Context, org, id string) error
-	// ExportTemplate returns the portable JSON document of a template.
-	ExportTemplate(ctx context.Context, org, id string) ([]byte, error)
-	// ImportTemplate stores an exported document; replace overwrites.
-	ImportTemplate(ctx context.Context, org string, doc []byte, replace bool) (Template, error)
-	TemplateViolations(ctx context.Context, org, device string) (TemplateViolations, error)
-}
-
-// Template describes what devices of one kind send and accept.
-type Template struct {
-	ID          string              `json:"id"`
-	Org         string              `json:"org,omitempty"`
-	Name        string              `json:"name,omitempty"`
-	Description string              `json:"description,omitempty"`
-	Telemetry   []TemplateTelemetry `json:"telemetry"`
-	Properties  []TemplateProperty  `json:"properties"`
-	Commands    []TemplateCommand   `json:"commands"`
-	Anomaly     *TemplateAnomaly    `json:"anomaly,omitempty"`
-	CreatedAt   time.Time           `json:"createdAt,omitzero"`
-	UpdatedAt   time.Time           `json:"updatedAt,omitzero"`
-}
-
-// TemplateAnomaly is a template's anomaly detection setting.
-type TemplateAnomaly struct {
-	Fields      []string `json:"fields,omitempty"`
-	Kind        string   `json:"kind,omitempty"`
-	Sensitivity float64  `json:"sensitivity,omitempty"`
-	Warmup      int      `json:"warmup,omitempty"`
-}
-
-// TemplateTelemetry is a telemetry field.
-type TemplateTelemetry struct {
-	Name   string   `json:"name"`
-	Schema string   `json:"schema"`
-	Unit   string   `json:"unit,omitempty"`
-	Min    *float64 `json:"min,omitempty"`
-	Max    *float64 `json:"max,omitempty"`
-}
-
-// TemplateProperty is a read-only or writable twin property.
-type TemplateProperty struct {
-	Name     string   `json:"name"`
-	Schema   string   `json:"schema"`
-	Unit     string   `json:"unit,omitempty"`
-	Writable bool     `json:"writable"`
-	Min      *float64 `json:"min,omitempty"`
-	Max      *float64 `json:"max,omitempty"`
-}
-
-// TemplateCommand is a direct method with its payload schemas.
-type TemplateCommand struct {
-	Name     string `json:"name"`
-	Request  string `json:"request,omitempty"`
-	Response string `json:"response,omitempty"`
-}
-
-// TemplateViolations counts a device's messages that broke its template.
-type TemplateViolations struct {
-	Device    string    `json:"deviceId"`
-	Template  string    `json:"template"`
-	Telemetry int64     `json:"telemetry"`
-	Reported  int64     `json:"reported"`
-	Command   int64     `json:"command"`
-	LastError string    `json:"lastError"`
-	LastAt    time.Time `json:"lastAt"`
+	Create(ctx context.Context, org string, t template.Template) (template.Template, error)
+	Get(ctx context.Context, org, id string) (template.Template, error)
+	List(ctx context.Context, org string) ([]template.Template, error)
+	// Put creates or replaces a template.
+	Put(ctx context.Context, org string, t template.Template) (template.Template, error)
+	Delete(ctx context.Context, org, id string) error
+	// Export returns the portable JSON document of a template.
+	Export(ctx context.Context, org, id string) ([]byte, error)
+	// Import stores an exported document; replace overwrites.
+	Import(ctx context.Context, org string, doc []byte, replace bool) (template.Template, error)
+	Violations(ctx context.Context, org, device string) (template.Counts, error)
 }
 
 func fp(v float64) *float64 { return &v }
 
-var exampleTemplate = Template{ID: "press", Name: "Hydraulic press", Description: "line 3 presses",
-	Telemetry: []TemplateTelemetry{
+var exampleTemplate = template.Template{ID: "press", Name: "Hydraulic press", Description: "line 3 presses",
+	Telemetry: []template.Telemetry{
 		{Name: "temperature", Schema: "double", Unit: "degC", Min: fp(-40), Max: fp(150)},
 		{Name: "running", Schema: "boolean"},
 	},
-	Properties: []TemplateProperty{
+	Properties: []template.Property{
 		{Name: "firmware", Schema: "string"},
 		{Name: "setpoint", Schema: "double", Unit: "degC", Writable: true, Min: fp(0), Max: fp(120)},
 	},
-	Commands: []TemplateCommand{{Name: "reboot", Request: "object", Response: "object"}},
+	Commands: []template.Command{{Name: "reboot", Request: "object", Response: "object"}},
 }
 
 func templateSchemas() (in, out schema) {
@@ -153,7 +93,7 @@ func (s *Server) templateRoutes() {
 	s.add(&route{Method: "GET", Pattern: "/api/v1/templates", ID: "listTemplates", Tag: "templates", Role: registry.RoleViewer,
 		Summary: "List the organization's templates by id",
 		Responses: []response{{Status: 200, Description: "the templates", Body: &content{
-			Schema: object("", []string{"items"}, schema{"items": arrayOf(outSchema)}), Example: map[string]any{"items": []Template{stored}}}}},
+			Schema: object("", []string{"items"}, schema{"items": arrayOf(outSchema)}), Example: map[string]any{"items": []template.Template{stored}}}}},
 		Errors: []int{503}, handle: s.listTemplates})
 	s.add(&route{Method: "GET", Pattern: "/api/v1/templates/{id}", ID: "getTemplate", Tag: "templates", Role: registry.RoleViewer,
 		Summary: "Get a template", PathParams: idOnly,
@@ -185,7 +125,7 @@ func (s *Server) templateRoutes() {
 				"telemetry": integer("telemetry messages", 0), "reported": integer("reported-property patches", 0), "command": integer("command payloads", 0),
 				"lastError": str("what the last violation was"), "lastAt": dateTime(""),
 			}),
-			Example: TemplateViolations{Device: "press-7", Template: "press", Telemetry: 3, Reported: 1,
+			Example: template.Counts{Device: "press-7", Template: "press", Telemetry: 3, Reported: 1,
 				LastError: `breaks template press: telemetry "temperature" is 900, above the maximum 150; fix the device or the template`, LastAt: exampleTime}}}},
 		Errors: []int{503}, handle: s.templateViolations})
 }
@@ -202,11 +142,11 @@ func (s *Server) createTemplate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var in Template
+	var in template.Template
 	if err := decodeJSON(w, r, &in); err != nil {
 		return err
 	}
-	out, err := svc.CreateTemplate(r.Context(), orgOf(r), in)
+	out, err := svc.Create(r.Context(), orgOf(r), in)
 	if err != nil {
 		return err
 	}
@@ -219,12 +159,12 @@ func (s *Server) listTemplates(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	items, err := svc.ListTemplates(r.Context(), orgOf(r))
+	items, err := svc.List(r.Context(), orgOf(r))
 	if err != nil {
 		return err
 	}
 	if items == nil {
-		items = []Template{}
+		items = []template.Template{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": items})
 	return nil
@@ -235,7 +175,7 @@ func (s *Server) getTemplate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out, err := svc.GetTemplate(r.Context(), orgOf(r), r.PathValue("id"))
+	out, err := svc.Get(r.Context(), orgOf(r), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -248,7 +188,7 @@ func (s *Server) replaceTemplate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var in Template
+	var in template.Template
 	if err := decodeJSON(w, r, &in); err != nil {
 		return err
 	}
@@ -257,7 +197,7 @@ func (s *Server) replaceTemplate(w http.ResponseWriter, r *http.Request) error {
 		return invalid("the body's id %q differs from the path's %q; ids cannot be changed (create a new template instead)", in.ID, id)
 	}
 	in.ID = id
-	out, err := svc.ReplaceTemplate(r.Context(), orgOf(r), in)
+	out, err := svc.Put(r.Context(), orgOf(r), in)
 	if err != nil {
 		return err
 	}
@@ -270,7 +210,7 @@ func (s *Server) deleteTemplate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := svc.DeleteTemplate(r.Context(), orgOf(r), r.PathValue("id")); err != nil {
+	if err := svc.Delete(r.Context(), orgOf(r), r.PathValue("id")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -282,7 +222,7 @@ func (s *Server) exportTemplate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	doc, err := svc.ExportTemplate(r.Context(), orgOf(r), r.PathValue("id"))
+	doc, err := svc.Export(r.Context(), orgOf(r), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -310,7 +250,7 @@ func (s *Server) importTemplate(w http.ResponseWriter, r *http.Request) error {
 	if !json.Valid(doc) {
 		return invalid("the request body is not valid JSON; send a document from GET /api/v1/templates/{id}/export")
 	}
-	out, err := svc.ImportTemplate(r.Context(), orgOf(r), doc, replace)
+	out, err := svc.Import(r.Context(), orgOf(r), doc, replace)
 	if err != nil {
 		return err
 	}
@@ -327,7 +267,7 @@ func (s *Server) templateViolations(w http.ResponseWriter, r *http.Request) erro
 	if _, err := s.deps.Registry.GetDevice(r.Context(), orgOf(r), id); err != nil {
 		return err
 	}
-	out, err := svc.TemplateViolations(r.Context(), orgOf(r), id)
+	out, err := svc.Violations(r.Context(), orgOf(r), id)
 	if err != nil {
 		return err
 	}

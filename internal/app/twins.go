@@ -256,7 +256,7 @@ func (d TwinDevices) InvokeMethod(ctx context.Context, org, device, method strin
 // PatchDesired merges a desired-properties patch and notifies the device.
 // A patch that breaks the device's template is refused (see checkDesired).
 func (d TwinDevices) PatchDesired(ctx context.Context, org, device string, patch []byte) error {
-	if err := d.h.checkDesiredOf(ctx, org, device, patch); err != nil {
+	if err := d.h.tmpl.enforce.CheckDesiredOf(ctx, org, device, patch); err != nil {
 		return err
 	}
 	_, err := d.ts.patchDesired(ctx, org, device, twin.Patch{Desired: patch}, "")

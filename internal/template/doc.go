@@ -10,6 +10,10 @@
 // drops the data it checks. Writable properties are acknowledged the Plug
 // and Play way: {"value":…,"ac":200,"av":version} in reported (Ack).
 //
-// It may import only the standard library and internal/sqldb; it must not import bus,
-// gateway, twin, api or app.
+// Its Enforcer applies templates where data flows: the hub feeds it
+// telemetry from a durable bus consumer, and the twin and method paths ask
+// it about desired and reported properties and command payloads.
+//
+// It may import only the standard library and internal/sqldb; it must not
+// import bus, gateway, registry, twin, api or app.
 package template
