@@ -14,6 +14,7 @@ import (
 
 	"github.com/shopfloor/shopfloor/internal/jobs"
 	"github.com/shopfloor/shopfloor/internal/registry"
+	"github.com/shopfloor/shopfloor/internal/rules"
 	"github.com/shopfloor/shopfloor/internal/template"
 )
 
@@ -63,6 +64,9 @@ var domainErrors = []struct {
 	{jobs.ErrInvalid, http.StatusBadRequest, "invalid"},
 	{jobs.ErrNotFound, http.StatusNotFound, "not_found"},
 	{jobs.ErrFinished, http.StatusConflict, "conflict"},
+	{rules.ErrInvalid, http.StatusBadRequest, "invalid"},
+	{rules.ErrNotFound, http.StatusNotFound, "not_found"},
+	{rules.ErrConflict, http.StatusConflict, "conflict"},
 }
 
 // classify maps an error to status, code and the message the caller sees.

@@ -2,121 +2,54 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/shopfloor/shopfloor/internal/actions"
 	"github.com/shopfloor/shopfloor/internal/registry"
+	"github.com/shopfloor/shopfloor/internal/rules"
 )
 
 // Rule routes: alert rule definitions, enable/disable and dry runs over
-// stored history. The hub adapts internal/rules to the Rules interface; the
-// JSON shapes here are those of rules.Rule.
+// stored history. The bodies are internal/rules' own types.
 
-// Rules is the rule service the API calls. Errors wrap the registry
-// sentinels (ErrInvalid, ErrNotFound, ErrConflict) so they map to 400, 404
-// and 409 with the service's message.
+// Rules is the rule service the API calls; *rules.Service satisfies it.
+// Errors wrap rules' sentinels (see errors.go).
 type Rules interface {
-	CreateRule(ctx context.Context, org string, r RuleSpec) (Rule, error)
-	GetRule(ctx context.Context, org, id string) (Rule, error)
-	ListRules(ctx context.Context, org string, limit int, after string) (RuleList, error)
-	UpdateRule(ctx context.Context, org, id string, r RuleSpec) (Rule, error)
-	DeleteRule(ctx context.Context, org, id string) error
-	SetRuleDisabled(ctx context.Context, org, id string, disabled bool) (Rule, error)
+	Create(ctx context.Context, r rules.Rule) (rules.Rule, error)
+	Get(ctx context.Context, org, id string) (rules.Rule, error)
+	List(ctx context.Context, org string, f rules.ListFilter) (rules.RulePage, error)
+	// Update replaces rule r.ID of r.Org, its disabled flag included.
+	Update(ctx context.Context, r rules.Rule) (rules.Rule, error)
+	Delete(ctx context.Context, org, id string) error
+	SetDisabled(ctx context.Context, org, id string, disabled bool) (rules.Rule, error)
 	// DryRun replays stored history between from and to through r.
-	DryRun(ctx context.Context, org string, r RuleSpec, from, to time.Time) (DryRunResult, error)
-}
-
-// RuleAction is one action of a rule: a signed webhook, a device action
-// or a bus publication.
-type RuleAction struct {
-	Type    string            `json:"type"`
-	On      []string          `json:"on,omitempty"`
-	URL     string            `json:"url,omitempty"`
-	Secret  string            `json:"secret,omitempty"`
-	Timeout string            `json:"timeout,omitempty"`
-	Headers map[string]string `json:"headers,omitempty"`
-	Device  string            `json:"device,omitempty"`
-	Op      string            `json:"op,omitempty"`
-	Method  string            `json:"method,omitempty"`
-	Payload json.RawMessage   `json:"payload,omitempty"`
-	Subject string            `json:"subject,omitempty"`
-}
-
-// RuleScope narrows the devices a rule watches.
-type RuleScope struct {
-	Site     string            `json:"site,omitempty"`
-	Template string            `json:"template,omitempty"`
-	Tags     map[string]string `json:"tags,omitempty"`
-	Device   string            `json:"device,omitempty"`
-}
-
-// RuleSpec is what a client writes: the body of POST and PUT /rules.
-type RuleSpec struct {
-	Name          string       `json:"name"`
-	Description   string       `json:"description,omitempty"`
-	Condition     string       `json:"condition"`
-	Severity      string       `json:"severity,omitempty"`
-	Scope         RuleScope    `json:"scope"`
-	For           string       `json:"for,omitempty"`
-	ClearAfter    int          `json:"clearAfter,omitempty"`
-	ClearFor      string       `json:"clearFor,omitempty"`
-	ManualResolve bool         `json:"manualResolve,omitempty"`
-	Actions       []RuleAction `json:"actions,omitempty"`
-	Disabled      bool         `json:"disabled"`
-}
-
-// Rule is a stored rule.
-type Rule struct {
-	ID  string `json:"id"`
-	Org string `json:"org"`
-	RuleSpec
-	Version   int64     `json:"version"`
-	CreatedAt time.Time `json:"createdAt"`
-	UpdatedAt time.Time `json:"updatedAt"`
-}
-
-// RuleList is a page of rules.
-type RuleList struct {
-	Items []Rule `json:"items"`
-	Next  string `json:"next,omitempty"`
-}
-
-// DryRunResult says how often a rule would have fired.
-type DryRunResult struct {
-	From        time.Time      `json:"from"`
-	To          time.Time      `json:"to"`
-	Devices     int            `json:"devices"`
-	Evaluations int64          `json:"evaluations"`
-	Firings     int            `json:"firings"`
-	Clears      int            `json:"clears"`
-	Times       []time.Time    `json:"times"`
-	PerDevice   map[string]int `json:"perDevice,omitempty"`
-	Truncated   bool           `json:"truncated,omitempty"`
+	DryRun(ctx context.Context, r rules.Rule, from, to time.Time) (rules.DryRunResult, error)
 }
 
 type dryRunRequest struct {
-	Rule *RuleSpec `json:"rule,omitempty"`
-	From string    `json:"from,omitempty"`
-	To   string    `json:"to,omitempty"`
+	Rule *rules.Rule `json:"rule,omitempty"`
+	From string      `json:"from,omitempty"`
+	To   string      `json:"to,omitempty"`
 }
 
 // redacted replaces secrets in API output; sent back unchanged in an update
 // it keeps the stored secret.
 const redacted = "*****"
 
-var exampleRuleSpec = RuleSpec{
+var exampleRuleSpec = rules.Rule{
 	Name: "press overheating", Description: "hydraulic oil too hot for two minutes",
 	Condition: "temperature > 80 && avg(temperature, 5m) > 75", Severity: "major",
-	Scope: RuleScope{Site: "plant-north", Template: "press"}, For: "2m",
-	Actions: []RuleAction{{Type: "webhook", URL: "https://hooks.example.com/shopfloor", Secret: "s3cr3t-key"}},
+	Scope: rules.Scope{Site: "plant-north", Template: "press"}, For: rules.Duration(2 * time.Minute),
+	Actions: []actions.Spec{{Type: "webhook", URL: "https://hooks.example.com/shopfloor", Secret: "s3cr3t-key"}},
 }
 
-func exampleRule() Rule {
-	spec := exampleRuleSpec
-	spec.Actions = []RuleAction{{Type: "webhook", URL: "https://hooks.example.com/shopfloor", Secret: redacted}}
-	return Rule{ID: "r-01hq3k8v2m", Org: "acme", RuleSpec: spec, Version: 1, CreatedAt: exampleTime, UpdatedAt: exampleTime}
+func exampleRule() rules.Rule {
+	r := exampleRuleSpec
+	r.Actions = []actions.Spec{{Type: "webhook", URL: "https://hooks.example.com/shopfloor", Secret: redacted}}
+	r.ID, r.Org, r.Version, r.CreatedAt, r.UpdatedAt = "r-01hq3k8v2m", "acme", 1, exampleTime, exampleTime
+	return r
 }
 
 func ruleSchemas() (spec, rule, action schema) {
@@ -165,7 +98,7 @@ func (s *Server) ruleRoutes() {
 	ruleBody := &content{Schema: ruleSchema, Example: ex}
 	dis := ex
 	dis.Disabled = true
-	dryRes := DryRunResult{From: exampleTime.Add(-7 * 24 * time.Hour), To: exampleTime, Devices: 12, Evaluations: 120960,
+	dryRes := rules.DryRunResult{From: exampleTime.Add(-7 * 24 * time.Hour), To: exampleTime, Devices: 12, Evaluations: 120960,
 		Firings: 3, Clears: 3, Times: []time.Time{exampleTime.Add(-50 * time.Hour)}, PerDevice: map[string]int{"press-7": 3}}
 	drySchema := object("how often the rule would have fired", []string{"from", "to", "devices", "evaluations", "firings", "clears", "times"}, schema{
 		"from": dateTime(""), "to": dateTime(""), "devices": integer("devices replayed", 0),
@@ -192,7 +125,7 @@ func (s *Server) ruleRoutes() {
 			{Name: "after", Description: "the next value of the previous page", Schema: schema{"type": "string"}},
 		},
 		Responses: []response{{Status: 200, Description: "a page of rules", Body: &content{
-			Schema: object("", []string{"items"}, schema{"items": arrayOf(ruleSchema), "next": str("")}), Example: RuleList{Items: []Rule{ex}}}}},
+			Schema: object("", []string{"items"}, schema{"items": arrayOf(ruleSchema), "next": str("")}), Example: rules.RulePage{Items: []rules.Rule{ex}}}}},
 		Errors: []int{503}, handle: s.listRules})
 	s.add(&route{Method: "GET", Pattern: "/api/v1/rules/{id}", ID: "getRule", Tag: "rules", Role: registry.RoleViewer,
 		Summary: "Get a rule (action secrets redacted)", PathParams: idOnly,
@@ -227,6 +160,14 @@ func (s *Server) ruleRoutes() {
 		Errors:    []int{503}, handle: s.dryRunStored})
 }
 
+// ruleOf is a rule definition from a request body: the organization and id
+// come from the request, the version and times from the hub, whatever the
+// body said.
+func ruleOf(in rules.Rule, org, id string) rules.Rule {
+	in.Org, in.ID, in.Version, in.CreatedAt, in.UpdatedAt = org, id, 0, time.Time{}, time.Time{}
+	return in
+}
+
 func (s *Server) rulesDep() (Rules, error) {
 	if s.deps.Rules == nil {
 		return nil, &httpError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "rules are not running on this hub"}
@@ -235,8 +176,8 @@ func (s *Server) rulesDep() (Rules, error) {
 }
 
 // redactRule hides action secrets and header values.
-func redactRule(r Rule) Rule {
-	acts := make([]RuleAction, len(r.Actions))
+func redactRule(r rules.Rule) rules.Rule {
+	acts := make([]actions.Spec, len(r.Actions))
 	for i, a := range r.Actions {
 		if a.Secret != "" {
 			a.Secret = redacted
@@ -258,10 +199,10 @@ func redactRule(r Rule) Rule {
 
 // keepSecrets puts the stored secrets back where a client sent the
 // redacted marker (it read the rule and sent it back).
-func keepSecrets(in *RuleSpec, old RuleSpec) {
+func keepSecrets(in *rules.Rule, old rules.Rule) {
 	for i := range in.Actions {
 		a := &in.Actions[i]
-		var prev *RuleAction
+		var prev *actions.Spec
 		if i < len(old.Actions) {
 			prev = &old.Actions[i]
 		}
@@ -288,11 +229,11 @@ func (s *Server) createRule(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var in RuleSpec
+	var in rules.Rule
 	if err := decodeJSON(w, r, &in); err != nil {
 		return err
 	}
-	out, err := svc.CreateRule(r.Context(), orgOf(r), in)
+	out, err := svc.Create(r.Context(), ruleOf(in, orgOf(r), ""))
 	if err != nil {
 		return err
 	}
@@ -309,12 +250,12 @@ func (s *Server) listRules(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	page, err := svc.ListRules(r.Context(), orgOf(r), limit, r.URL.Query().Get("after"))
+	page, err := svc.List(r.Context(), orgOf(r), rules.ListFilter{Limit: limit, After: r.URL.Query().Get("after")})
 	if err != nil {
 		return err
 	}
 	if page.Items == nil {
-		page.Items = []Rule{}
+		page.Items = []rules.Rule{}
 	}
 	for i := range page.Items {
 		page.Items[i] = redactRule(page.Items[i])
@@ -341,7 +282,7 @@ func (s *Server) getRule(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out, err := svc.GetRule(r.Context(), orgOf(r), r.PathValue("id"))
+	out, err := svc.Get(r.Context(), orgOf(r), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -365,14 +306,14 @@ func (s *Server) updateRuleWith(w http.ResponseWriter, r *http.Request, merge bo
 		return err
 	}
 	org, id := orgOf(r), r.PathValue("id")
-	old, err := svc.GetRule(r.Context(), org, id)
+	old, err := svc.Get(r.Context(), org, id)
 	if err != nil {
 		return err
 	}
-	var in RuleSpec
-	var acts []RuleAction
+	var in rules.Rule
+	var acts []actions.Spec
 	if merge {
-		in = redactRule(old).RuleSpec
+		in = redactRule(old)
 		// The actions list is replaced whole when sent, never merged.
 		acts, in.Actions = in.Actions, nil
 	}
@@ -382,8 +323,8 @@ func (s *Server) updateRuleWith(w http.ResponseWriter, r *http.Request, merge bo
 	if merge && in.Actions == nil {
 		in.Actions = acts
 	}
-	keepSecrets(&in, old.RuleSpec)
-	out, err := svc.UpdateRule(r.Context(), org, id, in)
+	keepSecrets(&in, old)
+	out, err := svc.Update(r.Context(), ruleOf(in, org, id))
 	if err != nil {
 		return err
 	}
@@ -396,7 +337,7 @@ func (s *Server) deleteRule(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := svc.DeleteRule(r.Context(), orgOf(r), r.PathValue("id")); err != nil {
+	if err := svc.Delete(r.Context(), orgOf(r), r.PathValue("id")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -415,7 +356,7 @@ func (s *Server) setRule(w http.ResponseWriter, r *http.Request, disabled bool) 
 	if err != nil {
 		return err
 	}
-	out, err := svc.SetRuleDisabled(r.Context(), orgOf(r), r.PathValue("id"), disabled)
+	out, err := svc.SetDisabled(r.Context(), orgOf(r), r.PathValue("id"), disabled)
 	if err != nil {
 		return err
 	}
@@ -447,7 +388,7 @@ func (s *Server) dryRunRule(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	res, err := svc.DryRun(r.Context(), orgOf(r), *req.Rule, from, to)
+	res, err := svc.DryRun(r.Context(), ruleOf(*req.Rule, orgOf(r), ""), from, to)
 	if err != nil {
 		return err
 	}
@@ -470,7 +411,7 @@ func (s *Server) dryRunStored(w http.ResponseWriter, r *http.Request) error {
 		return invalid("field \"rule\" is not allowed here: this replays the stored rule; use /api/v1/rules/dry-run to try a definition")
 	}
 	org := orgOf(r)
-	stored, err := svc.GetRule(r.Context(), org, r.PathValue("id"))
+	stored, err := svc.Get(r.Context(), org, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -478,7 +419,7 @@ func (s *Server) dryRunStored(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	res, err := svc.DryRun(r.Context(), org, stored.RuleSpec, from, to)
+	res, err := svc.DryRun(r.Context(), stored, from, to)
 	if err != nil {
 		return err
 	}

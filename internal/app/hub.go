@@ -215,7 +215,7 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 		Templates:     h.tmpl.svc,
 		Jobs:          h.tmpl.jobs,
 		Users:         usersAPI{h.users},
-		Rules:         rulesAPI{h.rules},
+		Rules:         h.rules.svc,
 		Alerts:        alertsAPI{h.rules},
 		Exports:       exportsAPI{h.exports},
 		Connectivity:  h.connAPI(),

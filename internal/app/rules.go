@@ -27,6 +27,7 @@ const rulesConsumer = "rules"
 
 // ruleSet is the hub's rules, alerts and actions, wired together.
 type ruleSet struct {
+	svc      *rules.Service
 	store    *rules.Store
 	alerts   *alerts.Service
 	dispatch *actions.Dispatcher
@@ -35,34 +36,6 @@ type ruleSet struct {
 	dir      *deviceDirectory
 	log      *slog.Logger
 	anomaly  bool // anomaly detection is on: anomaly() compiles
-}
-
-// dryRunOptions replays stored history; anomaly() reads the score stored
-// with each replayed update.
-func (rs *ruleSet) dryRunOptions(from, to time.Time) rules.DryRunOptions {
-	o := rules.DryRunOptions{History: rs.history, Directory: rs.dir, From: from, To: to}
-	if rs.anomaly {
-		s := &storedScore{}
-		o.Anomaly, o.Before = s, s.take
-	}
-	return o
-}
-
-// storedScore is anomaly() in a dry run: the anomaly.score stored at the
-// replayed update's time. Per-field scores are not stored, so
-// anomaly(field) has no value there.
-type storedScore struct {
-	v  float64
-	ok bool
-}
-
-func (s *storedScore) take(_ context.Context, m *bus.Telemetry) { s.v, s.ok = m.Num[ScoreField] }
-
-func (s *storedScore) AnomalyScore(_, _, field string) (float64, bool) {
-	if field != "" {
-		return 0, false
-	}
-	return s.v, s.ok
 }
 
 // driverName is the database/sql driver the registry store was opened with.
@@ -109,6 +82,14 @@ func (h *Hub) openRules(ctx context.Context) error {
 		Anomaly: h.anomalyScorer(), Before: h.anomalyBefore(),
 	}); err != nil {
 		return fmt.Errorf("start the rules engine: %w", err)
+	}
+	scoreField := ""
+	if rs.anomaly {
+		scoreField = ScoreField // anomaly() in a dry run reads the stored score
+	}
+	if rs.svc, err = rules.NewService(rules.ServiceConfig{Store: rs.store, Engine: rs.engine, History: rs.history,
+		Directory: rs.dir, ScoreField: scoreField, Logger: h.log}); err != nil {
+		return fmt.Errorf("start the rules service: %w", err)
 	}
 	h.rules = rs
 	return h.registerRuleMetrics()

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/shopfloor/shopfloor/internal/actions"
 	"github.com/shopfloor/shopfloor/internal/alerts"
@@ -60,104 +59,6 @@ func convert[T any](v any) (T, error) {
 		return out, &apiError{err: fmt.Errorf("%v", err), kind: registry.ErrInvalid}
 	}
 	return out, nil
-}
-
-type rulesAPI struct{ rs *ruleSet }
-
-func (a rulesAPI) toRule(org string, in api.RuleSpec) (rules.Rule, error) {
-	r, err := convert[rules.Rule](in)
-	r.Org = org
-	return r, err
-}
-
-func (a rulesAPI) out(r rules.Rule, err error) (api.Rule, error) {
-	if err != nil {
-		return api.Rule{}, mapErr(err)
-	}
-	return convert[api.Rule](r)
-}
-
-func (a rulesAPI) CreateRule(ctx context.Context, org string, in api.RuleSpec) (api.Rule, error) {
-	r, err := a.toRule(org, in)
-	if err != nil {
-		return api.Rule{}, err
-	}
-	return a.reloaded(ctx)(a.out(a.rs.store.Create(ctx, r)))
-}
-
-// reloaded makes a rule change take effect at once rather than at the
-// engine's next poll (a few seconds).
-func (a rulesAPI) reloaded(ctx context.Context) func(api.Rule, error) (api.Rule, error) {
-	return func(r api.Rule, err error) (api.Rule, error) {
-		if err == nil && a.rs.engine != nil {
-			if rerr := a.rs.engine.Reload(ctx); rerr != nil {
-				a.rs.log.Warn("rule saved; the engine picks it up at its next poll", "err", rerr)
-			}
-		}
-		return r, err
-	}
-}
-
-func (a rulesAPI) GetRule(ctx context.Context, org, id string) (api.Rule, error) {
-	return a.out(a.rs.store.Get(ctx, org, id))
-}
-
-func (a rulesAPI) ListRules(ctx context.Context, org string, limit int, after string) (api.RuleList, error) {
-	p, err := a.rs.store.List(ctx, org, rules.ListFilter{Limit: limit, After: after})
-	if err != nil {
-		return api.RuleList{}, mapErr(err)
-	}
-	return convert[api.RuleList](p)
-}
-
-func (a rulesAPI) UpdateRule(ctx context.Context, org, id string, in api.RuleSpec) (api.Rule, error) {
-	r, err := a.toRule(org, in)
-	if err != nil {
-		return api.Rule{}, err
-	}
-	r.ID = id
-	old, err := a.rs.store.Get(ctx, org, id)
-	if err != nil {
-		return api.Rule{}, mapErr(err)
-	}
-	out, err := a.rs.store.Update(ctx, r)
-	if err == nil && old.Disabled != in.Disabled {
-		out, err = a.rs.store.Enable(ctx, org, id)
-		if in.Disabled {
-			out, err = a.rs.store.Disable(ctx, org, id)
-		}
-	}
-	return a.reloaded(ctx)(a.out(out, err))
-}
-
-func (a rulesAPI) DeleteRule(ctx context.Context, org, id string) error {
-	if err := a.rs.store.Delete(ctx, org, id); err != nil {
-		return mapErr(err)
-	}
-	_, err := a.reloaded(ctx)(api.Rule{}, nil)
-	return err
-}
-
-func (a rulesAPI) SetRuleDisabled(ctx context.Context, org, id string, disabled bool) (api.Rule, error) {
-	if disabled {
-		return a.reloaded(ctx)(a.out(a.rs.store.Disable(ctx, org, id)))
-	}
-	return a.reloaded(ctx)(a.out(a.rs.store.Enable(ctx, org, id)))
-}
-
-func (a rulesAPI) DryRun(ctx context.Context, org string, in api.RuleSpec, from, to time.Time) (api.DryRunResult, error) {
-	r, err := a.toRule(org, in)
-	if err != nil {
-		return api.DryRunResult{}, err
-	}
-	if to.Sub(from) > 31*24*time.Hour {
-		return api.DryRunResult{}, &apiError{err: errors.New("a dry run covers at most 31 days; narrow from and to"), kind: registry.ErrInvalid}
-	}
-	res, err := rules.DryRun(ctx, r, a.rs.dryRunOptions(from, to))
-	if err != nil {
-		return api.DryRunResult{}, mapErr(err)
-	}
-	return convert[api.DryRunResult](res)
 }
 
 type alertsAPI struct{ rs *ruleSet }

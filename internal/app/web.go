@@ -330,7 +330,7 @@ func (c consoleRules) ListRules(ctx context.Context, org string) ([]web.Rule, er
 	var out []web.Rule
 	after := ""
 	for {
-		p, err := c.rs.store.List(ctx, org, rules.ListFilter{Limit: 500, After: after})
+		p, err := c.rs.svc.List(ctx, org, rules.ListFilter{Limit: 500, After: after})
 		if err != nil {
 			return nil, mapErr(err)
 		}
@@ -345,7 +345,7 @@ func (c consoleRules) ListRules(ctx context.Context, org string) ([]web.Rule, er
 }
 
 func (c consoleRules) GetRule(ctx context.Context, org, id string) (web.Rule, error) {
-	r, err := c.rs.store.Get(ctx, org, id)
+	r, err := c.rs.svc.Get(ctx, org, id)
 	if err != nil {
 		return web.Rule{}, mapErr(err)
 	}
@@ -357,17 +357,16 @@ func (c consoleRules) CheckRule(ctx context.Context, org string, spec web.RuleSp
 	if err := c.apply(org, &r, spec); err != nil {
 		return err
 	}
-	return ruleErr(c.rs.store.Check(r))
+	return ruleErr(c.rs.svc.Check(r))
 }
 
+// SaveRule creates or updates through the rules service, as the REST API
+// does.
 func (c consoleRules) SaveRule(ctx context.Context, org, id string, spec web.RuleSpec) (web.Rule, error) {
-	var (
-		r   rules.Rule
-		old rules.Rule
-		err error
-	)
+	var r rules.Rule
 	if id != "" {
-		if old, err = c.rs.store.Get(ctx, org, id); err != nil {
+		old, err := c.rs.svc.Get(ctx, org, id)
+		if err != nil {
 			return web.Rule{}, mapErr(err)
 		}
 		r = old
@@ -376,41 +375,20 @@ func (c consoleRules) SaveRule(ctx context.Context, org, id string, spec web.Rul
 		return web.Rule{}, err
 	}
 	var out rules.Rule
+	var err error
 	if id == "" {
-		out, err = c.rs.store.Create(ctx, r)
+		out, err = c.rs.svc.Create(ctx, r)
 	} else {
-		out, err = c.rs.store.Update(ctx, r)
-		if err == nil && old.Disabled != spec.Disabled {
-			if spec.Disabled {
-				out, err = c.rs.store.Disable(ctx, org, id)
-			} else {
-				out, err = c.rs.store.Enable(ctx, org, id)
-			}
-		}
+		out, err = c.rs.svc.Update(ctx, r)
 	}
 	if err != nil {
 		return web.Rule{}, ruleErr(err)
 	}
-	c.reload(ctx)
 	return toConsoleRule(out), nil
 }
 
-// reload makes a change take effect at once rather than at the engine's
-// next poll.
-func (c consoleRules) reload(ctx context.Context) {
-	if c.rs.engine != nil {
-		if err := c.rs.engine.Reload(ctx); err != nil {
-			c.rs.log.Warn("rule saved; the engine picks it up at its next poll", "err", err)
-		}
-	}
-}
-
 func (c consoleRules) DeleteRule(ctx context.Context, org, id string) error {
-	if err := c.rs.store.Delete(ctx, org, id); err != nil {
-		return mapErr(err)
-	}
-	c.reload(ctx)
-	return nil
+	return mapErr(c.rs.svc.Delete(ctx, org, id))
 }
 
 func (c consoleRules) DryRunRule(ctx context.Context, org string, spec web.RuleSpec, from, to time.Time) (web.DryRun, error) {
@@ -418,7 +396,7 @@ func (c consoleRules) DryRunRule(ctx context.Context, org string, spec web.RuleS
 	if err := c.apply(org, &r, spec); err != nil {
 		return web.DryRun{}, err
 	}
-	res, err := rules.DryRun(ctx, r, c.rs.dryRunOptions(from, to))
+	res, err := c.rs.svc.DryRun(ctx, r, from, to)
 	if err != nil {
 		return web.DryRun{}, ruleErr(err)
 	}
