@@ -5,101 +5,32 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/shopfloor/shopfloor/internal/actions"
+	"github.com/shopfloor/shopfloor/internal/alerts"
 	"github.com/shopfloor/shopfloor/internal/registry"
 )
 
 // Alert routes: listing, acknowledging, resolving, notes, assignment, and
-// the dead letters of actions that could not be delivered. The hub adapts
-// internal/alerts and internal/actions to the Alerts interface.
+// the dead letters of actions that could not be delivered. The bodies are
+// internal/alerts' and internal/actions' own types.
 
-// Alerts is the alert service the API calls; errors wrap the registry
-// sentinels (ErrConflict for a transition the alert's state forbids).
+// Alerts is the alert service the API calls; *alerts.Service satisfies it.
+// Errors wrap alerts' sentinels (ErrConflict for a transition the alert's
+// state forbids; see errors.go).
 type Alerts interface {
-	ListAlerts(ctx context.Context, org string, f AlertFilter) (AlertList, error)
-	GetAlert(ctx context.Context, org, id string) (Alert, error)
-	AckAlert(ctx context.Context, org, id, by, note string) (Alert, error)
-	ResolveAlert(ctx context.Context, org, id, by, note string) (Alert, error)
-	NoteAlert(ctx context.Context, org, id, by, text string) (Alert, error)
-	AssignAlert(ctx context.Context, org, id, by, assignee string) (Alert, error)
-	DeadLetters(ctx context.Context, org string, limit int, after string) (DeliveryList, error)
-	RetryDelivery(ctx context.Context, org, id string) error
+	List(ctx context.Context, org string, f alerts.Filter) (alerts.Page, error)
+	Get(ctx context.Context, org, id string) (alerts.Alert, error)
+	Ack(ctx context.Context, org, id, by, note string) (alerts.Alert, error)
+	Resolve(ctx context.Context, org, id, by, note string) (alerts.Alert, error)
+	AddNote(ctx context.Context, org, id, by, text string) (alerts.Alert, error)
+	Assign(ctx context.Context, org, id, by, assignee string) (alerts.Alert, error)
 }
 
-// AlertFilter narrows ListAlerts; empty fields do not filter.
-type AlertFilter struct {
-	State, Device, Rule, Severity string
-	Limit                         int
-	After                         string
-}
-
-// Alert is one alert; the JSON shape of alerts.Alert.
-type Alert struct {
-	ID         string             `json:"id"`
-	Org        string             `json:"org"`
-	Rule       string             `json:"rule"`
-	RuleName   string             `json:"ruleName,omitempty"`
-	Device     string             `json:"device"`
-	Severity   string             `json:"severity"`
-	State      string             `json:"state"`
-	Count      int64              `json:"count"`
-	FirstSeen  time.Time          `json:"firstSeen"`
-	LastSeen   time.Time          `json:"lastSeen"`
-	Message    string             `json:"message,omitempty"`
-	Values     map[string]float64 `json:"values,omitempty"`
-	Assignee   string             `json:"assignee,omitempty"`
-	AckedBy    string             `json:"ackedBy,omitempty"`
-	AckedAt    *time.Time         `json:"ackedAt,omitempty"`
-	ResolvedBy string             `json:"resolvedBy,omitempty"`
-	ResolvedAt *time.Time         `json:"resolvedAt,omitempty"`
-	UpdatedAt  time.Time          `json:"updatedAt"`
-	Notes      []AlertNote        `json:"notes,omitempty"`
-	History    []AlertChange      `json:"history,omitempty"`
-}
-
-// AlertNote is a remark on an alert.
-type AlertNote struct {
-	At   time.Time `json:"at"`
-	By   string    `json:"by"`
-	Text string    `json:"text"`
-}
-
-// AlertChange is one entry of an alert's history.
-type AlertChange struct {
-	At   time.Time `json:"at"`
-	By   string    `json:"by"`
-	Kind string    `json:"kind"`
-	From string    `json:"from,omitempty"`
-	To   string    `json:"to,omitempty"`
-	Note string    `json:"note,omitempty"`
-}
-
-// AlertList is a page of alerts, newest first.
-type AlertList struct {
-	Items []Alert `json:"items"`
-	Next  string  `json:"next,omitempty"`
-}
-
-// Delivery is one action run for one alert event.
-type Delivery struct {
-	ID        string    `json:"id"`
-	Org       string    `json:"org"`
-	Alert     string    `json:"alert"`
-	Rule      string    `json:"rule"`
-	Event     string    `json:"event"`
-	Action    string    `json:"action"`
-	Type      string    `json:"type"`
-	State     string    `json:"state"`
-	Attempts  int       `json:"attempts"`
-	LastError string    `json:"lastError,omitempty"`
-	NextAt    time.Time `json:"nextAt"`
-	CreatedAt time.Time `json:"createdAt"`
-	UpdatedAt time.Time `json:"updatedAt"`
-}
-
-// DeliveryList is a page of deliveries.
-type DeliveryList struct {
-	Items []Delivery `json:"items"`
-	Next  string     `json:"next,omitempty"`
+// Deliveries are the runs of rule actions; *actions.Dispatcher satisfies
+// it.
+type Deliveries interface {
+	DeadLetters(ctx context.Context, org string, limit int, after string) (actions.DeliveryPage, error)
+	Retry(ctx context.Context, org, id string) error
 }
 
 type alertNoteRequest struct {
@@ -114,8 +45,8 @@ type alertAssignRequest struct {
 	Assignee string `json:"assignee"`
 }
 
-func exampleAlert() Alert {
-	return Alert{ID: "a-01hq3m2x7c", Org: "acme", Rule: "r-01hq3k8v2m", RuleName: "press overheating", Device: "press-7",
+func exampleAlert() alerts.Alert {
+	return alerts.Alert{ID: "a-01hq3m2x7c", Org: "acme", Rule: "r-01hq3k8v2m", RuleName: "press overheating", Device: "press-7",
 		Severity: "major", State: "open", Count: 3, FirstSeen: exampleTime, LastSeen: exampleTime.Add(4 * time.Minute),
 		Message: "temperature > 80 && avg(temperature, 5m) > 75", Values: map[string]float64{"temperature": 84.2},
 		UpdatedAt: exampleTime.Add(4 * time.Minute)}
@@ -148,9 +79,9 @@ func (s *Server) alertRoutes() {
 	resolved := acked
 	resolved.State, resolved.ResolvedBy, resolved.ResolvedAt = "resolved", "token:t-7", &at
 	detail := ex
-	detail.Notes = []AlertNote{{At: at, By: "token:t-7", Text: "cooling pump restarted"}}
-	detail.History = []AlertChange{{At: exampleTime, Kind: "state", To: "open"}}
-	body := func(a Alert) *content { return &content{Schema: aSchema, Example: a} }
+	detail.Notes = []alerts.Note{{At: at, By: "token:t-7", Text: "cooling pump restarted"}}
+	detail.History = []alerts.Change{{At: exampleTime, Kind: "state", To: "open"}}
+	body := func(a alerts.Alert) *content { return &content{Schema: aSchema, Example: a} }
 	noteReq := &content{Schema: input("an optional note", nil, schema{"note": str("why")}), Example: alertNoteRequest{Note: "cooling pump restarted"}}
 
 	s.add(&route{Method: "GET", Pattern: "/api/v1/alerts", ID: "listAlerts", Tag: "alerts", Role: registry.RoleViewer,
@@ -165,7 +96,7 @@ func (s *Server) alertRoutes() {
 		},
 		Responses: []response{{Status: 200, Description: "a page of alerts", Body: &content{
 			Schema:  object("", []string{"items"}, schema{"items": arrayOf(aSchema), "next": str("pass as after for the next page")}),
-			Example: AlertList{Items: []Alert{ex}, Next: "a-01hq3m2x7c"}}}},
+			Example: alerts.Page{Items: []alerts.Alert{ex}, Next: "a-01hq3m2x7c"}}}},
 		Errors: []int{503}, handle: s.listAlerts})
 	s.add(&route{Method: "GET", Pattern: "/api/v1/alerts/{id}", ID: "getAlert", Tag: "alerts", Role: registry.RoleViewer,
 		Summary: "Get an alert with its notes and history", PathParams: idOnly,
@@ -193,7 +124,7 @@ func (s *Server) alertRoutes() {
 		"type": strEnum("", "webhook", "device", "bus"), "state": strEnum("", "pending", "done", "dead"),
 		"attempts": integer("", 0), "lastError": str(""), "nextAt": dateTime(""), "createdAt": dateTime(""), "updatedAt": dateTime(""),
 	})
-	dead := Delivery{ID: "d-01hq3m2z1a", Org: "acme", Alert: ex.ID, Rule: ex.Rule, Event: "opened", Action: "webhook https://hooks.example.com/shopfloor",
+	dead := actions.Delivery{ID: "d-01hq3m2z1a", Org: "acme", Alert: ex.ID, Rule: ex.Rule, Event: "opened", Action: "webhook https://hooks.example.com/shopfloor",
 		Type: "webhook", State: "dead", Attempts: 8, LastError: "HTTP 500 Internal Server Error", NextAt: at, CreatedAt: exampleTime, UpdatedAt: at}
 	s.add(&route{Method: "GET", Pattern: "/api/v1/actions/dead-letters", ID: "listDeadLetters", Tag: "alerts", Role: registry.RoleViewer,
 		Summary: "Action deliveries that failed after their last attempt",
@@ -202,11 +133,18 @@ func (s *Server) alertRoutes() {
 			{Name: "after", Description: "the next value of the previous page", Schema: schema{"type": "string"}},
 		},
 		Responses: []response{{Status: 200, Description: "a page of dead letters", Body: &content{
-			Schema: object("", []string{"items"}, schema{"items": arrayOf(dSchema), "next": str("")}), Example: DeliveryList{Items: []Delivery{dead}}}}},
+			Schema: object("", []string{"items"}, schema{"items": arrayOf(dSchema), "next": str("")}), Example: actions.DeliveryPage{Items: []actions.Delivery{dead}}}}},
 		Errors: []int{503}, handle: s.listDeadLetters})
 	s.add(&route{Method: "POST", Pattern: "/api/v1/actions/dead-letters/{id}/retry", ID: "retryDeadLetter", Tag: "alerts", Role: registry.RoleOperator,
 		Summary: "Attempt a dead delivery again", PathParams: map[string]string{"id": "delivery id"},
 		Responses: []response{{Status: 202, Description: "queued for delivery"}}, Errors: []int{503}, handle: s.retryDeadLetter})
+}
+
+func (s *Server) deliveriesDep() (Deliveries, error) {
+	if s.deps.Deliveries == nil {
+		return nil, &httpError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "rule actions are not running on this hub"}
+	}
+	return s.deps.Deliveries, nil
 }
 
 func (s *Server) alertsDep() (Alerts, error) {
@@ -225,7 +163,7 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	q := r.URL.Query()
-	f := AlertFilter{State: q.Get("state"), Device: q.Get("device"), Rule: q.Get("rule"), Severity: q.Get("severity"), After: q.Get("after")}
+	f := alerts.Filter{State: alerts.State(q.Get("state")), Device: q.Get("device"), Rule: q.Get("rule"), Severity: alerts.Severity(q.Get("severity")), After: q.Get("after")}
 	switch f.State {
 	case "", "open", "acknowledged", "resolved", "active":
 	default:
@@ -234,12 +172,12 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request) error {
 	if f.Limit, err = limitParam(r, 100); err != nil {
 		return err
 	}
-	page, err := svc.ListAlerts(r.Context(), orgOf(r), f)
+	page, err := svc.List(r.Context(), orgOf(r), f)
 	if err != nil {
 		return err
 	}
 	if page.Items == nil {
-		page.Items = []Alert{}
+		page.Items = []alerts.Alert{}
 	}
 	writeJSON(w, http.StatusOK, page)
 	return nil
@@ -250,7 +188,7 @@ func (s *Server) getAlert(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	a, err := svc.GetAlert(r.Context(), orgOf(r), r.PathValue("id"))
+	a, err := svc.Get(r.Context(), orgOf(r), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -271,14 +209,14 @@ func optionalNote(w http.ResponseWriter, r *http.Request) (string, error) {
 }
 
 func (s *Server) ackAlert(w http.ResponseWriter, r *http.Request) error {
-	return s.transition(w, r, Alerts.AckAlert)
+	return s.transition(w, r, Alerts.Ack)
 }
 
 func (s *Server) resolveAlert(w http.ResponseWriter, r *http.Request) error {
-	return s.transition(w, r, Alerts.ResolveAlert)
+	return s.transition(w, r, Alerts.Resolve)
 }
 
-func (s *Server) transition(w http.ResponseWriter, r *http.Request, fn func(Alerts, context.Context, string, string, string, string) (Alert, error)) error {
+func (s *Server) transition(w http.ResponseWriter, r *http.Request, fn func(Alerts, context.Context, string, string, string, string) (alerts.Alert, error)) error {
 	svc, err := s.alertsDep()
 	if err != nil {
 		return err
@@ -304,7 +242,7 @@ func (s *Server) noteAlert(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	a, err := svc.NoteAlert(r.Context(), orgOf(r), r.PathValue("id"), actor(r), req.Text)
+	a, err := svc.AddNote(r.Context(), orgOf(r), r.PathValue("id"), actor(r), req.Text)
 	if err != nil {
 		return err
 	}
@@ -321,7 +259,7 @@ func (s *Server) assignAlert(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	a, err := svc.AssignAlert(r.Context(), orgOf(r), r.PathValue("id"), actor(r), req.Assignee)
+	a, err := svc.Assign(r.Context(), orgOf(r), r.PathValue("id"), actor(r), req.Assignee)
 	if err != nil {
 		return err
 	}
@@ -330,7 +268,7 @@ func (s *Server) assignAlert(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) listDeadLetters(w http.ResponseWriter, r *http.Request) error {
-	svc, err := s.alertsDep()
+	svc, err := s.deliveriesDep()
 	if err != nil {
 		return err
 	}
@@ -343,18 +281,18 @@ func (s *Server) listDeadLetters(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if page.Items == nil {
-		page.Items = []Delivery{}
+		page.Items = []actions.Delivery{}
 	}
 	writeJSON(w, http.StatusOK, page)
 	return nil
 }
 
 func (s *Server) retryDeadLetter(w http.ResponseWriter, r *http.Request) error {
-	svc, err := s.alertsDep()
+	svc, err := s.deliveriesDep()
 	if err != nil {
 		return err
 	}
-	if err := svc.RetryDelivery(r.Context(), orgOf(r), r.PathValue("id")); err != nil {
+	if err := svc.Retry(r.Context(), orgOf(r), r.PathValue("id")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusAccepted)

@@ -124,11 +124,12 @@ type Deps struct {
 	// RetentionChanged, when set, is told after an organization's retention
 	// changed, so the time-series store applies it without a restart.
 	RetentionChanged func(org string, retention time.Duration)
-	// Rules, Alerts and Exports serve /api/v1/rules, /alerts, /actions and
-	// /exports; nil answers 503.
-	Rules   Rules
-	Alerts  Alerts
-	Exports Exports
+	// Rules, Alerts, Deliveries and Exports serve /api/v1/rules, /alerts,
+	// /actions and /exports; nil answers 503.
+	Rules      Rules
+	Alerts     Alerts
+	Deliveries Deliveries
+	Exports    Exports
 	// Twins serves device twins, direct methods and cloud-to-device
 	// messages (twin.go); their routes answer 503 when nil.
 	Twins Twins

@@ -12,6 +12,9 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/shopfloor/shopfloor/internal/actions"
+	"github.com/shopfloor/shopfloor/internal/alerts"
+	"github.com/shopfloor/shopfloor/internal/export"
 	"github.com/shopfloor/shopfloor/internal/jobs"
 	"github.com/shopfloor/shopfloor/internal/registry"
 	"github.com/shopfloor/shopfloor/internal/rules"
@@ -67,6 +70,14 @@ var domainErrors = []struct {
 	{rules.ErrInvalid, http.StatusBadRequest, "invalid"},
 	{rules.ErrNotFound, http.StatusNotFound, "not_found"},
 	{rules.ErrConflict, http.StatusConflict, "conflict"},
+	{alerts.ErrInvalid, http.StatusBadRequest, "invalid"},
+	{alerts.ErrNotFound, http.StatusNotFound, "not_found"},
+	{alerts.ErrConflict, http.StatusConflict, "conflict"},
+	{actions.ErrInvalid, http.StatusBadRequest, "invalid"},
+	{actions.ErrNotFound, http.StatusNotFound, "not_found"},
+	{export.ErrInvalid, http.StatusBadRequest, "invalid"},
+	{export.ErrNotFound, http.StatusNotFound, "not_found"},
+	{export.ErrConflict, http.StatusConflict, "conflict"},
 }
 
 // classify maps an error to status, code and the message the caller sees.

@@ -5,61 +5,23 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/shopfloor/shopfloor/internal/export"
 	"github.com/shopfloor/shopfloor/internal/registry"
 )
 
 // Export routes: continuous data export destinations of an organization
-// and their delivery lag. The hub adapts internal/export to Exports.
+// and their delivery lag. The bodies are internal/export's own types.
 
-// Exports is the export service the API calls; errors wrap the registry
-// sentinels.
+// Exports is the export service the API calls; *export.Manager satisfies
+// it. Errors wrap export's sentinels (see errors.go).
 type Exports interface {
-	CreateExport(ctx context.Context, org string, in ExportSpec) (Export, error)
-	ListExports(ctx context.Context, org string) ([]Export, error)
-	GetExport(ctx context.Context, org, id string) (Export, error)
-	DeleteExport(ctx context.Context, org, id string) error
+	Create(ctx context.Context, d export.Destination) (export.Destination, error)
+	List(ctx context.Context, org string) ([]export.Status, error)
+	Get(ctx context.Context, org, id string) (export.Status, error)
+	Delete(ctx context.Context, org, id string) error
 }
 
-// ExportFilter selects what a destination receives.
-type ExportFilter struct {
-	Site     string            `json:"site,omitempty"`
-	Template string            `json:"template,omitempty"`
-	Tags     map[string]string `json:"tags,omitempty"`
-	Devices  []string          `json:"devices,omitempty"`
-	Fields   []string          `json:"fields,omitempty"`
-}
-
-// ExportSpec is the body of POST /exports: the JSON of export.Destination.
-type ExportSpec struct {
-	Name      string            `json:"name"`
-	Type      string            `json:"type"`
-	URL       string            `json:"url,omitempty"`
-	Secret    string            `json:"secret,omitempty"`
-	Headers   map[string]string `json:"headers,omitempty"`
-	Timeout   string            `json:"timeout,omitempty"`
-	Subject   string            `json:"subject,omitempty"`
-	JetStream bool              `json:"jetstream,omitempty"`
-	MaxBytes  int64             `json:"maxBytes,omitempty"`
-	MaxFiles  int               `json:"maxFiles,omitempty"`
-	BatchSize int               `json:"batchSize,omitempty"`
-	Filter    ExportFilter      `json:"filter"`
-	Enrich    bool              `json:"enrich,omitempty"`
-	Disabled  bool              `json:"disabled,omitempty"`
-}
-
-// Export is a stored destination with its delivery state.
-type Export struct {
-	ID  string `json:"id"`
-	Org string `json:"org"`
-	ExportSpec
-	CreatedAt time.Time  `json:"createdAt"`
-	Lag       uint64     `json:"lag"`
-	Delivered int64      `json:"delivered"`
-	LastError string     `json:"lastError,omitempty"`
-	LastAt    *time.Time `json:"lastDeliveryAt,omitempty"`
-}
-
-func redactExport(e Export) Export {
+func redactExport(e export.Status) export.Status {
 	if e.Secret != "" {
 		e.Secret = redacted
 	}
@@ -104,21 +66,21 @@ func (s *Server) exportRoutes() {
 		eprops[k] = v
 	}
 	exportSchema := object("an export destination and its delivery state", []string{"id", "org", "name", "type", "filter", "createdAt", "lag", "delivered"}, eprops)
-	spec := ExportSpec{Name: "historian", Type: "webhook", URL: "https://historian.example.com/ingest", Secret: "s3cr3t-key",
-		Filter: ExportFilter{Site: "plant-north", Fields: []string{"temperature", "pressure"}}, Enrich: true}
+	spec := export.Destination{Name: "historian", Type: "webhook", URL: "https://historian.example.com/ingest", Secret: "s3cr3t-key",
+		Filter: export.Filter{Site: "plant-north", Fields: []string{"temperature", "pressure"}}, Enrich: true}
 	out := spec
-	out.Secret = redacted
-	ex := Export{ID: "x-5f2c9a1b7d3e4f60", Org: "acme", ExportSpec: out, CreatedAt: exampleTime, Lag: 12, Delivered: 48213}
+	out.Secret, out.ID, out.Org, out.Created = redacted, "x-5f2c9a1b7d3e4f60", "acme", exampleTime
+	ex := export.Status{Destination: out, Lag: 12, Delivered: 48213}
 	idOnly := map[string]string{"id": "export id"}
 	s.add(&route{Method: "POST", Pattern: "/api/v1/exports", ID: "createExport", Tag: "exports", Role: registry.RoleOperator,
 		Summary:   "Create a continuous export destination; it starts within seconds and receives every new telemetry message (at least once)",
 		Request:   &content{Schema: specSchema, Example: spec},
-		Responses: []response{{Status: 201, Description: "created", Body: &content{Schema: exportSchema, Example: Export{ID: ex.ID, Org: "acme", ExportSpec: out, CreatedAt: exampleTime}}}},
+		Responses: []response{{Status: 201, Description: "created", Body: &content{Schema: exportSchema, Example: export.Status{Destination: out}}}},
 		Errors:    []int{409, 503}, handle: s.createExport})
 	s.add(&route{Method: "GET", Pattern: "/api/v1/exports", ID: "listExports", Tag: "exports", Role: registry.RoleViewer,
 		Summary: "List the organization's export destinations with their lag",
 		Responses: []response{{Status: 200, Description: "the destinations", Body: &content{
-			Schema: object("", []string{"items"}, schema{"items": arrayOf(exportSchema)}), Example: map[string][]Export{"items": {ex}}}}},
+			Schema: object("", []string{"items"}, schema{"items": arrayOf(exportSchema)}), Example: map[string][]export.Status{"items": {ex}}}}},
 		Errors: []int{503}, handle: s.listExports})
 	s.add(&route{Method: "GET", Pattern: "/api/v1/exports/{id}", ID: "getExport", Tag: "exports", Role: registry.RoleViewer,
 		Summary: "Get an export destination with its lag", PathParams: idOnly,
@@ -141,15 +103,17 @@ func (s *Server) createExport(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var in ExportSpec
+	var in export.Destination
 	if err := decodeJSON(w, r, &in); err != nil {
 		return err
 	}
-	e, err := svc.CreateExport(r.Context(), orgOf(r), in)
+	// The organization, id and creation time are the hub's to set.
+	in.Org, in.ID, in.Created = orgOf(r), "", time.Time{}
+	d, err := svc.Create(r.Context(), in)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, redactExport(e))
+	writeJSON(w, http.StatusCreated, redactExport(export.Status{Destination: d}))
 	return nil
 }
 
@@ -158,15 +122,15 @@ func (s *Server) listExports(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	items, err := svc.ListExports(r.Context(), orgOf(r))
+	items, err := svc.List(r.Context(), orgOf(r))
 	if err != nil {
 		return err
 	}
-	out := make([]Export, len(items))
+	out := make([]export.Status, len(items))
 	for i, e := range items {
 		out[i] = redactExport(e)
 	}
-	writeJSON(w, http.StatusOK, map[string][]Export{"items": out})
+	writeJSON(w, http.StatusOK, map[string][]export.Status{"items": out})
 	return nil
 }
 
@@ -175,7 +139,7 @@ func (s *Server) getExport(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	e, err := svc.GetExport(r.Context(), orgOf(r), r.PathValue("id"))
+	e, err := svc.Get(r.Context(), orgOf(r), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -188,7 +152,7 @@ func (s *Server) deleteExport(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := svc.DeleteExport(r.Context(), orgOf(r), r.PathValue("id")); err != nil {
+	if err := svc.Delete(r.Context(), orgOf(r), r.PathValue("id")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -216,8 +216,9 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 		Jobs:          h.tmpl.jobs,
 		Users:         usersAPI{h.users},
 		Rules:         h.rules.svc,
-		Alerts:        alertsAPI{h.rules},
-		Exports:       exportsAPI{h.exports},
+		Alerts:        h.rules.alerts,
+		Deliveries:    h.rules.dispatch,
+		Exports:       h.exportsAPI(),
 		Connectivity:  h.connAPI(),
 		Registerer:    h.metrics,
 		RetentionChanged: func(org string, d time.Duration) {
@@ -326,6 +327,14 @@ func addrString(a net.Addr) string {
 		return ""
 	}
 	return a.String()
+}
+
+// exportsAPI is the export manager, or nil (the API answers 503) without.
+func (h *Hub) exportsAPI() api.Exports {
+	if h.exports == nil {
+		return nil
+	}
+	return h.exports
 }
 
 func (h *Hub) connLimits() api.ConnLimits {
