@@ -1,43 +1,16 @@
 package api
 
 import (
-	"context"
-	"fmt"
 	"net/http"
-	"time"
 
+	"github.com/shopfloor/shopfloor/internal/anomaly"
 	"github.com/shopfloor/shopfloor/internal/registry"
 )
 
-// Anomaly reports a device's streaming anomaly detector.
+// Anomaly reports a device's streaming anomaly detector; *anomaly.Service
+// satisfies it.
 type Anomaly interface {
-	DeviceAnomaly(ctx context.Context, org, device string) (AnomalyStatus, error)
-}
-
-// AnomalyStatus is a device's latest anomaly score and what drove it.
-type AnomalyStatus struct {
-	Device string `json:"device"`
-	// Seen is false until the detector has scored an update from the device.
-	Seen bool      `json:"seen"`
-	Time time.Time `json:"time,omitempty"`
-	Kind string    `json:"kind,omitempty"`
-	// Fields the detector models.
-	Fields []string `json:"fields,omitempty"`
-	// Warmup is how many updates the learning period lasts.
-	Warmup int `json:"warmup,omitempty"`
-	// Warm is false during the learning period: no score, no alerts.
-	Warm            bool                  `json:"warm"`
-	WarmupRemaining int                   `json:"warmupRemaining"`
-	Score           float64               `json:"score"`
-	Alert           bool                  `json:"alert"`
-	Contributions   []AnomalyContribution `json:"contributions"`
-}
-
-// AnomalyContribution is one field's share of the anomaly.
-type AnomalyContribution struct {
-	Field  string  `json:"field"`
-	Share  float64 `json:"share"`
-	Reason string  `json:"reason"`
+	Status(org, device string) anomaly.Status
 }
 
 func (s *Server) anomalyRoutes() {
@@ -61,8 +34,8 @@ func (s *Server) anomalyRoutes() {
 					"reason": str("spike, shift, spread, jump, stuck or joint"),
 				})),
 			}),
-			Example: AnomalyStatus{Device: "pump-3", Seen: true, Time: exampleTime, Kind: "univariate", Fields: []string{"vibration", "current"},
-				Warm: true, Score: 0.97, Alert: true, Contributions: []AnomalyContribution{{Field: "vibration", Share: 0.91, Reason: "shift"}}},
+			Example: anomaly.Status{Device: "pump-3", Seen: true, Time: exampleTime, Kind: "univariate", Fields: []string{"vibration", "current"},
+				Warm: true, Score: 0.97, Alert: true, Contributions: []anomaly.Contribution{{Field: "vibration", Share: 0.91, Reason: anomaly.ReasonShift}}},
 		}}},
 		Errors: []int{503}, handle: s.anomaly})
 }
@@ -75,10 +48,6 @@ func (s *Server) anomaly(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.deps.Registry.GetDevice(r.Context(), org, id); err != nil {
 		return err
 	}
-	st, err := s.deps.Anomaly.DeviceAnomaly(r.Context(), org, id)
-	if err != nil {
-		return fmt.Errorf("anomaly state of %q: %w", id, err)
-	}
-	writeJSON(w, http.StatusOK, st)
+	writeJSON(w, http.StatusOK, s.deps.Anomaly.Status(org, id))
 	return nil
 }

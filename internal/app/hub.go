@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/shopfloor/shopfloor/internal/anomaly"
 	"github.com/shopfloor/shopfloor/internal/api"
 	"github.com/shopfloor/shopfloor/internal/bus"
 	"github.com/shopfloor/shopfloor/internal/config"
@@ -70,7 +71,7 @@ type Hub struct {
 	httpsLn    net.Listener
 	httpsSrv   *http.Server
 	rules      *ruleSet              // rules.go
-	anomaly    *anomalySet           // anomaly.go
+	anomaly    *anomaly.Service      // anomaly.go
 	console    *web.Server           // web.go
 	dashboards web.DashboardStore    // web.go
 	exports    *export.Manager       // exports.go

@@ -115,7 +115,7 @@ func (h *Hub) runRules(ctx context.Context, g *errgroup.Group) {
 		// scores once the batch is evaluated.
 		handle = func(ctx context.Context, batch []*bus.Telemetry) error {
 			err := rs.engine.Handle(ctx, batch)
-			return errors.Join(err, a.flush(ctx))
+			return errors.Join(err, a.Flush(ctx))
 		}
 	}
 	g.Go(func() error {

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shopfloor/shopfloor/internal/alerts"
+	"github.com/shopfloor/shopfloor/internal/anomaly"
 	"github.com/shopfloor/shopfloor/internal/api"
 	"github.com/shopfloor/shopfloor/internal/connectivity"
 	"github.com/shopfloor/shopfloor/internal/gateway"
@@ -119,17 +120,14 @@ func (h *Hub) EnsureFactoryDashboard(ctx context.Context, org string) error {
 
 // consoleTelemetry adapts the tsdb to the console's reader interface.
 // consoleAnomalies shows the anomaly detectors on device pages.
-type consoleAnomalies struct{ a *anomalySet }
+type consoleAnomalies struct{ a *anomaly.Service }
 
 func (c consoleAnomalies) DeviceAnomaly(ctx context.Context, org, device string) (web.Anomaly, error) {
-	st, err := c.a.DeviceAnomaly(ctx, org, device)
-	if err != nil {
-		return web.Anomaly{}, err
-	}
+	st := c.a.Status(org, device)
 	out := web.Anomaly{Seen: st.Seen, Kind: st.Kind, Fields: st.Fields, Warm: st.Warm, Warmup: st.Warmup,
 		WarmupRemaining: st.WarmupRemaining, Score: st.Score, Alert: st.Alert}
 	for _, x := range st.Contributions {
-		out.Contributions = append(out.Contributions, web.AnomalyContribution{Field: x.Field, Share: x.Share, Reason: x.Reason})
+		out.Contributions = append(out.Contributions, web.AnomalyContribution{Field: x.Field, Share: x.Share, Reason: x.Reason.String()})
 	}
 	return out, nil
 }
