@@ -157,6 +157,19 @@ func (s *Service) UpdateSIM(ctx context.Context, org, actor, iccid string, p SIM
 		if p.IMEILock != nil {
 			m.IMEILock = *p.IMEILock
 		}
+		keys := false
+		if p.Ki != nil && !strings.EqualFold(*p.Ki, m.Ki) {
+			if err := validateHex("ki", *p.Ki); err != nil {
+				return err
+			}
+			m.Ki, keys = *p.Ki, true
+		}
+		if p.OPc != nil && !strings.EqualFold(*p.OPc, m.OPc) {
+			if err := validateHex("opc", *p.OPc); err != nil {
+				return err
+			}
+			m.OPc, keys = *p.OPc, true
+		}
 		if p.ClearIMEI {
 			m.IMEI = ""
 			if m.SystemState == SystemUnauthorized {
@@ -182,9 +195,14 @@ func (s *Service) UpdateSIM(ctx context.Context, org, actor, iccid string, p SIM
 			m.IMEI = ""
 		}
 		m.UpdatedAt = s.now().UTC().Truncate(time.Microsecond)
-		if _, err := tx.ExecContext(ctx, `UPDATE conn_sims SET label = $1, msisdn = $2, static_ip = $3, imei_lock = $4, imei = $5, device = $6, system_state = $7, updated_at = $8 WHERE iccid = $9`,
-			m.Label, m.MSISDN, m.StaticIP, m.IMEILock, m.IMEI, m.Device, m.SystemState, m.UpdatedAt.UnixMicro(), iccid); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE conn_sims SET label = $1, msisdn = $2, static_ip = $3, imei_lock = $4, imei = $5, device = $6, system_state = $7, updated_at = $8, ki = $9, opc = $10 WHERE iccid = $11`,
+			m.Label, m.MSISDN, m.StaticIP, m.IMEILock, m.IMEI, m.Device, m.SystemState, m.UpdatedAt.UnixMicro(), m.Ki, m.OPc, iccid); err != nil {
 			return fmt.Errorf("update SIM %q: %w", iccid, err)
+		}
+		if keys && oldDevice == m.Device {
+			if err := s.markDirty(ctx, tx, org, kindSubscriber, iccid); err != nil {
+				return err
+			}
 		}
 		if oldDevice != m.Device {
 			for _, d := range []string{oldDevice, m.Device} {
