@@ -167,11 +167,11 @@ func connSchemas() map[string]schema {
 		}),
 		"SiteNetwork": object("a site's private network settings", []string{"site", "mcc", "mnc", "smallCells"}, schema{
 			"site": str(""), "mcc": schema{"type": "string", "pattern": "^[0-9]{3}$"}, "mnc": schema{"type": "string", "pattern": "^[0-9]{2,3}$"},
-			"imsiRange":  object("", []string{"first", "last"}, schema{"first": imsi, "last": imsi}),
+			"imsiRange": object("", []string{"first", "last"}, schema{"first": imsi, "last": imsi}),
 			"smallCells": arrayOf(object("", []string{"id", "tac", "address", "enabled"}, schema{
-				"id": schema{"type": "string", "pattern": connectivity.CoreNameRule, "description": "the gNodeB's name in the mobile core"},
+				"id":  schema{"type": "string", "pattern": connectivity.CoreNameRule, "description": "the gNodeB's name in the mobile core"},
 				"tac": schema{"type": "integer", "minimum": 1, "maximum": 16777215}, "address": str(""), "enabled": boolean("")})),
-			"edgeNode":   str(""), "updatedAt": ts,
+			"edgeNode": str(""), "updatedAt": ts,
 		}),
 		"CDRImport": input("radio-side usage records", []string{"records"}, schema{"records": arrayOf(object("", []string{"id", "imsi", "start", "end", "upBytes", "downBytes"}, schema{
 			"id": str("unique record id; a repeat is ignored"), "imsi": imsi, "start": ts, "end": ts, "upBytes": integer("", 0), "downBytes": integer("", 0)}))}),

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -243,6 +244,12 @@ func (s *Service) PushPending(ctx context.Context) error {
 		if err != nil && !errors.Is(err, ErrCoreRefused) {
 			if first == nil {
 				first = fmt.Errorf("%s %q: %w", kindNames[it.kind], it.name, err)
+			}
+			// A refused login or no answer at all fails every other item
+			// the same way: wait for the back-off instead of asking again.
+			var uerr *url.Error
+			if errors.Is(err, ErrCoreLogin) || errors.As(err, &uerr) {
+				return first
 			}
 			continue
 		}

@@ -138,9 +138,27 @@ func (s *Service) reconcile(ctx context.Context, reader CoreReader) error {
 	drift := map[objKey]string{}
 	inSync := map[objKey]bool{}
 	unmanaged := 0
+	// What is queued goes out anyway; it is a change, not drift.
+	queued := map[objKey]bool{}
+	rows, err := s.db.QueryContext(ctx, `SELECT org, kind, name FROM conn_outbox`)
+	if err != nil {
+		return fmt.Errorf("read the core outbox: %w", err)
+	}
+	for rows.Next() {
+		var k objKey
+		if err := rows.Scan(&k.org, &k.kind, &k.name); err != nil {
+			rows.Close()
+			return err
+		}
+		queued[k] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
 
 	// Subscribers.
-	rows, err := s.db.QueryContext(ctx, `SELECT org, iccid, imsi, state, system_state, ki, opc FROM conn_sims`)
+	rows, err = s.db.QueryContext(ctx, `SELECT org, iccid, imsi, state, system_state, ki, opc FROM conn_sims`)
 	if err != nil {
 		return fmt.Errorf("list SIMs for the reconcile: %w", err)
 	}
@@ -259,6 +277,10 @@ func (s *Service) reconcile(ctx context.Context, reader CoreReader) error {
 		}
 	}
 
+	for k := range queued {
+		delete(drift, k)
+		delete(inSync, k)
+	}
 	err = s.tx(ctx, func(tx *sql.Tx) error {
 		for k, why := range drift {
 			if err := s.markDirty(ctx, tx, k.org, k.kind, k.name); err != nil {

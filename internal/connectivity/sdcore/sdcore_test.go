@@ -208,10 +208,18 @@ func TestFakeRefusesWhatTheCoreRefuses(t *testing.T) {
 			s.Rules = []connectivity.CoreRule{{Name: "r", Permit: true, Prefix: "0.0.0.0/0"}}
 			return c.PutSlice(ctx, s)
 		},
-		"name with a dot":       func() error { s := okSlice; s.Name = "acme.s"; return c.PutSlice(ctx, s) },
-		"name led by a digit":   func() error { s := okSlice; s.Name = "3m-s"; return c.PutSlice(ctx, s) },
-		"gNodeB name with dot":  func() error { s := okSlice; s.Cells = []connectivity.SmallCell{{ID: "gnb.1", TAC: 1}}; return c.PutSlice(ctx, s) },
-		"TAC 0":                 func() error { s := okSlice; s.Cells = []connectivity.SmallCell{{ID: "gnb1", TAC: 0}}; return c.PutSlice(ctx, s) },
+		"name with a dot":     func() error { s := okSlice; s.Name = "acme.s"; return c.PutSlice(ctx, s) },
+		"name led by a digit": func() error { s := okSlice; s.Name = "3m-s"; return c.PutSlice(ctx, s) },
+		"gNodeB name with dot": func() error {
+			s := okSlice
+			s.Cells = []connectivity.SmallCell{{ID: "gnb.1", TAC: 1}}
+			return c.PutSlice(ctx, s)
+		},
+		"TAC 0": func() error {
+			s := okSlice
+			s.Cells = []connectivity.SmallCell{{ID: "gnb1", TAC: 0}}
+			return c.PutSlice(ctx, s)
+		},
 		"group name with space": func() error { return c.PutDeviceGroup(ctx, connectivity.CoreDeviceGroup{Name: "a b"}) },
 		"subscriber without keys": func() error {
 			return c.PutSubscriber(ctx, connectivity.CoreSubscriber{IMSI: "001010000000009", PLMN: "00101"})

@@ -42,7 +42,7 @@ type Fake struct {
 	groups   map[string]sdcore.DeviceGroup
 	slices   map[string]sdcore.Slice
 	requests int
-	writes   int
+	writes   []string
 	logins   int
 	refused  []string
 }
@@ -80,8 +80,8 @@ func New(opt Options) *Fake {
 func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.requests++
-	if r.Method != http.MethodGet {
-		f.writes++
+	if r.Method != http.MethodGet && r.URL.Path != "/login" {
+		f.writes = append(f.writes, r.Method+" "+r.URL.Path)
 	}
 	f.mu.Unlock()
 	rec := &statusWriter{ResponseWriter: w}
@@ -412,7 +412,7 @@ func (f *Fake) deleteSlice(w http.ResponseWriter, r *http.Request) {
 // Stats counts what the core was sent.
 type Stats struct {
 	Requests int      // every request, logins included
-	Writes   int      // POST, PUT and DELETE
+	Writes   []string // POST, PUT and DELETE but logins, as "METHOD path"
 	Logins   int      // successful logins
 	Refused  []string // every answer of 400 or more, but 401 to an expired token
 }
@@ -421,7 +421,7 @@ type Stats struct {
 func (f *Fake) Stats() Stats {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return Stats{Requests: f.requests, Writes: f.writes, Logins: f.logins, Refused: slices.Clone(f.refused)}
+	return Stats{Requests: f.requests, Writes: slices.Clone(f.writes), Logins: f.logins, Refused: slices.Clone(f.refused)}
 }
 
 // Subscribers returns the subscribers by IMSI.
