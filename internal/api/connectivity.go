@@ -557,8 +557,8 @@ func (s *Server) patchSIM(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(w, r, &p); err != nil {
 		return err
 	}
-	if p.Label == nil && p.MSISDN == nil && p.Device == nil && p.IMEILock == nil && !p.ClearIMEI && p.StaticIP == nil {
-		return invalid("the body changes nothing; send at least one of label, msisdn, device, imeiLock, clearImei, staticIp")
+	if p.Label == nil && p.MSISDN == nil && p.Device == nil && p.IMEILock == nil && !p.ClearIMEI && p.StaticIP == nil && p.Ki == nil && p.OPc == nil {
+		return invalid("the body changes nothing; send at least one of label, msisdn, device, imeiLock, clearImei, staticIp, ki, opc")
 	}
 	m, err := s.deps.Connectivity.UpdateSIM(r.Context(), orgOf(r), actorOf(r), r.PathValue("iccid"), p)
 	if err != nil {
