@@ -136,19 +136,21 @@ func (s *Service) runPusher(ctx context.Context) {
 		}
 	}
 	var backoff, rbackoff time.Duration
-	nextReconcile := s.now()
+	// Scheduling runs on the wall clock, not Options.Now, which only
+	// stamps what is stored.
+	nextReconcile := time.Now()
 	for {
-		if canRead && !s.now().Before(nextReconcile) {
+		if canRead && !time.Now().Before(nextReconcile) {
 			if err := s.reconcile(ctx, reader); err != nil {
 				if ctx.Err() != nil {
 					return
 				}
 				rbackoff = min(max(2*rbackoff, s.opt.RetryMin), s.opt.RetryMax)
-				nextReconcile = s.now().Add(rbackoff)
+				nextReconcile = time.Now().Add(rbackoff)
 				s.log.Warn("read the mobile core's configuration; will retry", "in", rbackoff, "err", err)
 			} else {
 				rbackoff = 0
-				nextReconcile = s.now().Add(s.opt.ReconcileEvery)
+				nextReconcile = time.Now().Add(s.opt.ReconcileEvery)
 			}
 		}
 		err := s.PushPending(ctx)
@@ -167,7 +169,7 @@ func (s *Service) runPusher(ctx context.Context) {
 		}
 		var reconcileAt <-chan time.Time
 		if canRead {
-			reconcileAt = time.After(max(nextReconcile.Sub(s.now()), 0))
+			reconcileAt = time.After(max(time.Until(nextReconcile), 0))
 		}
 		select {
 		case <-ctx.Done():
