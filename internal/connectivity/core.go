@@ -47,9 +47,10 @@ type CoreSnapshot struct {
 }
 
 // Errors a Core wraps; see Core.
+// Their messages end the adapter's sentence, so they are short.
 var (
-	ErrCoreRefused = errors.New("the mobile core refused the request")
-	ErrCoreLogin   = errors.New("the mobile core refused the login")
+	ErrCoreRefused = errors.New("not sent again until it changes")
+	ErrCoreLogin   = errors.New("login refused")
 )
 
 // CoreSubscriber is a SIM the core must authenticate: TEST_READY or
@@ -287,7 +288,7 @@ func (s *Service) pushOne(ctx context.Context, org, kind, name string) (gone boo
 			return true, core.DeleteSubscriber(ctx, m.IMSI)
 		}
 		if m.Ki == "" || m.OPc == "" {
-			return false, fmt.Errorf("SIM %s has no Ki or OPc, and the core cannot authenticate a subscriber without both: set them on the SIM: %w", m.ICCID, ErrCoreRefused)
+			return false, fmt.Errorf("SIM %s has no Ki or OPc, and the core cannot authenticate a subscriber without both; set them with shopfloor sim keys: %w", m.ICCID, ErrCoreRefused)
 		}
 		return false, core.PutSubscriber(ctx, coreSubscriber(m))
 	case kindGroup:

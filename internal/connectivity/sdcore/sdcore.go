@@ -22,7 +22,7 @@ import (
 // ErrRejected is returned when the web console answers with an error
 // status. A 4xx about the object also wraps connectivity.ErrCoreRefused, a
 // refused login connectivity.ErrCoreLogin.
-var ErrRejected = errors.New("the SD-Core web console refused the request")
+var ErrRejected = errors.New("refused by the SD-Core web console")
 
 // errNotFound is a 404, which the adapter handles itself.
 var errNotFound = errors.New("not found in the SD-Core web console")
@@ -370,9 +370,9 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) (in
 		case status == http.StatusUnauthorized && c.opt.User != "" && attempt == 0:
 			continue // the token expired or the core restarted: log in again
 		case status == http.StatusUnauthorized && c.opt.User == "":
-			return status, fmt.Errorf("%s %s: 401 %s: the web console requires a login; set --sdcore-user and --sdcore-password: %w: %w", method, path, msg, ErrRejected, connectivity.ErrCoreLogin)
+			return status, fmt.Errorf("%s %s: 401 %s: the web console wants a login; set --sdcore-user and --sdcore-password: %w: %w", method, path, msg, ErrRejected, connectivity.ErrCoreLogin)
 		case status == http.StatusUnauthorized || status == http.StatusForbidden:
-			return status, fmt.Errorf("%s %s: %d %s: user %q may not do this: %w: %w", method, path, status, msg, c.opt.User, ErrRejected, connectivity.ErrCoreLogin)
+			return status, fmt.Errorf("%s %s: %d %s: user %q may not do this; give it the admin role on the web console: %w: %w", method, path, status, msg, c.opt.User, ErrRejected, connectivity.ErrCoreLogin)
 		case status == http.StatusNotFound:
 			return status, fmt.Errorf("%s %s: 404 %s: %w", method, path, msg, errNotFound)
 		case status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests:
@@ -442,6 +442,26 @@ func (c *Client) send(ctx context.Context, method, path string, raw []byte, toke
 		}
 		return resp.StatusCode, "", nil
 	}
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	return resp.StatusCode, strings.TrimSpace(string(msg)), nil
+	raw, _ = io.ReadAll(io.LimitReader(resp.Body, 1024))
+	return resp.StatusCode, answer(raw), nil
+}
+
+// answer is the core's error in words: the "error" (and "message") of
+// its JSON answer, or the start of the body.
+func answer(body []byte) string {
+	var e struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		if e.Message != "" {
+			return e.Error + " (" + e.Message + ")"
+		}
+		return e.Error
+	}
+	s := strings.TrimSpace(string(body))
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
 }
