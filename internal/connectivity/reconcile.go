@@ -137,6 +137,7 @@ func (s *Service) reconcile(ctx context.Context, reader CoreReader) error {
 	}
 	drift := map[objKey]string{}
 	inSync := map[objKey]bool{}
+	noKeys := map[objKey]bool{}
 	unmanaged := 0
 	// What is queued goes out anyway; it is a change, not drift.
 	queued := map[objKey]bool{}
@@ -178,6 +179,9 @@ func (s *Service) reconcile(ctx context.Context, reader CoreReader) error {
 		case !coreAdmits(m) && there:
 			drift[k] = fmt.Sprintf("the core still holds IMSI %s but the SIM is %s", m.IMSI, m.State)
 		case !coreAdmits(m):
+		case !there && (m.Ki == "" || m.OPc == ""):
+			// Nothing to send: say why instead of queueing it again.
+			noKeys[k] = true
 		case !there:
 			drift[k] = fmt.Sprintf("the core does not hold IMSI %s", m.IMSI)
 		case !strings.EqualFold(got.Ki, m.Ki) || !strings.EqualFold(got.OPc, m.OPc):
@@ -280,6 +284,7 @@ func (s *Service) reconcile(ctx context.Context, reader CoreReader) error {
 	for k := range queued {
 		delete(drift, k)
 		delete(inSync, k)
+		delete(noKeys, k)
 	}
 	err = s.tx(ctx, func(tx *sql.Tx) error {
 		for k, why := range drift {
@@ -288,6 +293,11 @@ func (s *Service) reconcile(ctx context.Context, reader CoreReader) error {
 			}
 			if err := s.setCoreState(ctx, tx, k.org, k.kind, k.name, CorePending, "drift: "+why); err != nil {
 				return fmt.Errorf("record drift: %w", err)
+			}
+		}
+		for k := range noKeys {
+			if err := s.setCoreState(ctx, tx, k.org, k.kind, k.name, CoreFailed, "the SIM has no Ki or OPc, and the core cannot authenticate a subscriber without both; set them with shopfloor sim keys"); err != nil {
+				return fmt.Errorf("record the reconcile: %w", err)
 			}
 		}
 		for k := range inSync {
