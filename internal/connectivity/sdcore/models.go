@@ -124,6 +124,16 @@ type Subscriber struct {
 	SequenceNumber string `json:"sequenceNumber"`
 }
 
+// SubscriberUpdate is the body of PUT /api/subscriber/imsi-{imsi}: the
+// 3.0 line binds it to SubsOverrideData (the flat fields), older releases
+// to SubsData (ueId and AuthenticationSubscription). Each ignores the
+// other's fields, so one body serves both.
+type SubscriberUpdate struct {
+	Subscriber
+	UEID string   `json:"ueId"`
+	Auth AuthData `json:"AuthenticationSubscription"`
+}
+
 // SubscriberListItem is configmodels.SubsListIE, one entry of GET
 // /api/subscriber.
 type SubscriberListItem struct {
@@ -141,9 +151,11 @@ type SubscriberData struct {
 
 // AuthData is models.AuthenticationSubscription, reduced to the keys.
 type AuthData struct {
-	PermanentKey   *PermanentKey `json:"permanentKey"`
-	OPc            *OPc          `json:"opc,omitempty"`
-	SequenceNumber string        `json:"sequenceNumber"`
+	PermanentKey                  *PermanentKey `json:"permanentKey"`
+	OPc                           *OPc          `json:"opc,omitempty"`
+	SequenceNumber                string        `json:"sequenceNumber"`
+	AuthenticationManagementField string        `json:"authenticationManagementField,omitempty"`
+	AuthenticationMethod          string        `json:"authenticationMethod,omitempty"`
 }
 
 // PermanentKey is models.PermanentKey (Ki).

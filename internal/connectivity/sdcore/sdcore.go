@@ -88,6 +88,15 @@ func SubscriberPayload(s connectivity.CoreSubscriber) Subscriber {
 	return Subscriber{PLMNID: s.PLMN, OPc: strings.ToLower(s.OPc), Key: strings.ToLower(s.Ki), SequenceNumber: DefaultSequenceNumber}
 }
 
+// SubscriberUpdatePayload is the body of a subscriber's PUT, readable by
+// the 3.0 line and by older releases alike.
+func SubscriberUpdatePayload(s connectivity.CoreSubscriber) SubscriberUpdate {
+	b := SubscriberPayload(s)
+	return SubscriberUpdate{Subscriber: b, UEID: "imsi-" + s.IMSI, Auth: AuthData{
+		PermanentKey: &PermanentKey{Value: b.Key}, OPc: &OPc{Value: b.OPc}, SequenceNumber: b.SequenceNumber,
+		AuthenticationManagementField: "8000", AuthenticationMethod: "5G_AKA"}}
+}
+
 func trafficClass(c connectivity.TrafficClass) *TrafficClass {
 	return &TrafficClass{Name: c.Name, QCI: int32(c.QCI), ARP: int32(c.ARP), PDB: int32(c.PDB), PELR: int32(c.PELR)}
 }
@@ -140,7 +149,7 @@ func SlicePayload(s connectivity.CoreSlice) Slice {
 // core changed behind our back: the other verb follows once.
 func (c *Client) PutSubscriber(ctx context.Context, s connectivity.CoreSubscriber) error {
 	path := "/api/subscriber/imsi-" + s.IMSI
-	body := SubscriberPayload(s)
+	body := map[string]any{http.MethodPost: SubscriberPayload(s), http.MethodPut: SubscriberUpdatePayload(s)}
 	c.mu.Lock()
 	exists := c.subs[s.IMSI]
 	c.mu.Unlock()
@@ -148,10 +157,10 @@ func (c *Client) PutSubscriber(ctx context.Context, s connectivity.CoreSubscribe
 	if exists {
 		first, second = http.MethodPut, http.MethodPost
 	}
-	status, err := c.do(ctx, first, path, body, nil)
+	status, err := c.do(ctx, first, path, body[first], nil)
 	if err != nil && (first == http.MethodPost && status == http.StatusConflict || first == http.MethodPut && status == http.StatusNotFound) {
 		c.log.Info("the SD-Core web console's subscriber list changed behind Shopfloor", "imsi", s.IMSI, "sent", first, "answer", status)
-		_, err = c.do(ctx, second, path, body, nil)
+		_, err = c.do(ctx, second, path, body[second], nil)
 	}
 	if err == nil {
 		c.mu.Lock()

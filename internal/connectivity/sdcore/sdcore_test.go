@@ -3,6 +3,7 @@ package sdcore_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http/httptest"
@@ -289,6 +290,15 @@ func TestSubscriberCreateVersusUpdate(t *testing.T) {
 	// Deleting what is not there is fine.
 	if err := c.DeleteSlice(ctx, "missing"); err != nil {
 		t.Fatalf("deleting a missing slice: %v", err)
+	}
+	// The PUT body reads as the 3.0 line's SubsOverrideData and as the
+	// SubsData of older releases.
+	b, _ := json.Marshal(sdcore.SubscriberUpdatePayload(s))
+	for _, want := range []string{`"key":"` + s.Ki + `"`, `"opc":"` + s.OPc + `"`, `"sequenceNumber":"16f3b3f70fc2"`,
+		`"ueId":"imsi-001010000000001"`, `"permanentKey":{"permanentKeyValue":"` + s.Ki + `"}`, `"opc":{"opcValue":"` + s.OPc + `"}`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("PUT body %s lacks %s", b, want)
+		}
 	}
 	if _, err := sdcore.New("ftp://x", sdcore.Options{}); err == nil {
 		t.Fatal("accepted a non-HTTP URL")
