@@ -124,9 +124,8 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func TestReconcileRepairsDrift(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b backend) {
 		core := newMemCore()
-		f := newFixture(t, b, func(o *connectivity.Options) {
-			o.Core, o.ReconcileEvery, o.RetryMin, o.RetryMax = core, 30*time.Millisecond, 10*time.Millisecond, 40*time.Millisecond
-		})
+		// First without a core, as a hub before --sdcore was set.
+		f := newFixture(t, b)
 		ctx := context.Background()
 		seedModel(t, f, nil, nil)
 		for i := range 3 {
@@ -136,11 +135,20 @@ func TestReconcileRepairsDrift(t *testing.T) {
 			must[connectivity.SIM](t)(f.svc.UpdateSIM(ctx, "acme", "t", m.ICCID, connectivity.SIMPatch{Device: &dev}))
 			must[connectivity.SIM](t)(f.svc.SetState(ctx, "acme", "t", m.ICCID, connectivity.StateActivated))
 		}
-		// A SIM without keys cannot be a subscriber: failed, said plainly.
+		// A SIM activated without keys cannot be a subscriber: failed, said
+		// plainly. (With a core configured, activating it is refused.)
 		m := must[connectivity.SIM](t)(f.svc.CreateSIM(ctx, "acme", connectivity.SIM{ICCID: iccid(9), IMSI: imsi(9)}))
 		must[connectivity.SIM](t)(f.svc.SetState(ctx, "acme", "t", m.ICCID, connectivity.StateActivated))
 		core.groups["other-tools-group"] = connectivity.CoreDeviceGroup{Name: "other-tools-group"}
 		core.groups["acme-gone"] = connectivity.CoreDeviceGroup{Name: "acme-gone"}
+		f.svc.Close()
+		opts := f.opts
+		opts.Core, opts.ReconcileEvery, opts.RetryMin, opts.RetryMax = core, 30*time.Millisecond, 10*time.Millisecond, 40*time.Millisecond
+		f.svc = must[*connectivity.Service](t)(connectivity.New(ctx, opts))
+		t.Cleanup(f.svc.Close)
+		m = must[connectivity.SIM](t)(f.svc.CreateSIM(ctx, "acme", connectivity.SIM{ICCID: iccid(8), IMSI: imsi(8)}))
+		_, err := f.svc.SetState(ctx, "acme", "t", m.ICCID, connectivity.StateActivated)
+		wantField(t, err, "state", connectivity.ErrInvalid)
 		runSvc(t, f.svc)
 
 		status := func() connectivity.CoreStatus { return must[connectivity.CoreStatus](t)(f.svc.CoreStatus(ctx, "acme")) }

@@ -262,6 +262,11 @@ func (s *Service) setState(ctx context.Context, org, actor, iccid string, to Sta
 			return &FieldError{Field: "state", Kind: ErrTransition,
 				Msg: fmt.Sprintf("SIM %s cannot go from %s to %s; from %s it can go to %s", iccid, m.State, to, m.State, nextStates(m.State))}
 		}
+		// With a mobile core, a SIM it cannot authenticate is refused now
+		// rather than failing later in the push.
+		if s.opt.Core != nil && (to == StateActivated || to == StateTestReady) && (m.Ki == "" || m.OPc == "") {
+			return fieldErr("state", "SIM %s has no Ki or OPc, and the mobile core cannot authenticate it without both: set them first (PATCH ki and opc, or shopfloor sim keys)", iccid)
+		}
 		from := m.State
 		m.State = to
 		if to == StateActivated {
