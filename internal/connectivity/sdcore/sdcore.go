@@ -412,6 +412,8 @@ func (c *Client) bearer(ctx context.Context, fresh bool) (string, error) {
 	switch {
 	case status == http.StatusUnauthorized || status == http.StatusBadRequest:
 		return "", fmt.Errorf("log in to the SD-Core web console as %q: %d %s: check --sdcore-user and --sdcore-password: %w: %w", c.opt.User, status, msg, ErrRejected, connectivity.ErrCoreLogin)
+	case status == http.StatusNotFound:
+		return "", fmt.Errorf("log in to the SD-Core web console as %q: 404 at /login: this console has no login (authentication off); drop --sdcore-user and --sdcore-password: %w: %w", c.opt.User, ErrRejected, connectivity.ErrCoreLogin)
 	case status < 200 || status >= 300:
 		return "", fmt.Errorf("log in to the SD-Core web console as %q: %d %s: %w", c.opt.User, status, msg, ErrRejected)
 	case resp.Token == "":
