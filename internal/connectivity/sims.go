@@ -158,17 +158,22 @@ func (s *Service) UpdateSIM(ctx context.Context, org, actor, iccid string, p SIM
 			m.IMEILock = *p.IMEILock
 		}
 		keys := false
-		if p.Ki != nil && !strings.EqualFold(*p.Ki, m.Ki) {
-			if err := validateHex("ki", *p.Ki); err != nil {
+		for _, k := range []struct {
+			field string
+			in    *string
+			dst   *string
+		}{{"ki", p.Ki, &m.Ki}, {"opc", p.OPc, &m.OPc}} {
+			if k.in == nil || strings.EqualFold(*k.in, *k.dst) {
+				continue
+			}
+			// A key is replaced, never removed: the core would keep the old one.
+			if *k.in == "" {
+				return fieldErr(k.field, "must be 32 hex digits (128 bits); a SIM's key can be replaced but not removed")
+			}
+			if err := validateHex(k.field, *k.in); err != nil {
 				return err
 			}
-			m.Ki, keys = *p.Ki, true
-		}
-		if p.OPc != nil && !strings.EqualFold(*p.OPc, m.OPc) {
-			if err := validateHex("opc", *p.OPc); err != nil {
-				return err
-			}
-			m.OPc, keys = *p.OPc, true
+			*k.dst, keys = *k.in, true
 		}
 		if p.ClearIMEI {
 			m.IMEI = ""
