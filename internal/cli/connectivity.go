@@ -79,15 +79,20 @@ func simKeys() *cobra.Command {
 			if len(p) == 0 {
 				return errors.New("nothing to change: give --ki, --opc or both")
 			}
-			var s cliSIM
-			if err := client.Do(cmd.Context(), "PATCH", connPath+"/sims/"+url.PathEscape(args[0]), p, &s); err != nil {
-				return err
-			}
-			return render(cmd, s, func(w io.Writer) { simTable(w, s) })
+			return patchSIM(cmd, client, args[0], p)
 		}}
 	c.Flags().StringVar(&ki, "ki", "", "the new subscriber key, 32 hex digits")
 	c.Flags().StringVar(&opc, "opc", "", "the new OPc, 32 hex digits")
 	return c
+}
+
+// patchSIM changes a SIM and shows it.
+func patchSIM(cmd *cobra.Command, client *Client, iccid string, p map[string]any) error {
+	var s cliSIM
+	if err := client.Do(cmd.Context(), "PATCH", connPath+"/sims/"+url.PathEscape(iccid), p, &s); err != nil {
+		return err
+	}
+	return render(cmd, s, func(w io.Writer) { simTable(w, s) })
 }
 
 // coreCommand shows the mobile core's link and what it holds.
@@ -291,11 +296,7 @@ func simBind() *cobra.Command {
 			if len(p) == 0 {
 				return errors.New("nothing to change: give --device, --imei-lock, --no-imei-lock or --clear-imei")
 			}
-			var s cliSIM
-			if err := client.Do(cmd.Context(), "PATCH", connPath+"/sims/"+url.PathEscape(args[0]), p, &s); err != nil {
-				return err
-			}
-			return render(cmd, s, func(w io.Writer) { simTable(w, s) })
+			return patchSIM(cmd, client, args[0], p)
 		}}
 	c.Flags().StringVar(&device, "device", "", "device id")
 	c.Flags().BoolVar(&lock, "imei-lock", false, "lock the SIM to the first IMEI it connects with")

@@ -283,8 +283,9 @@ func (c *Client) Snapshot(ctx context.Context) (connectivity.CoreSnapshot, error
 	return snap, nil
 }
 
-// toBps converts a bitrate as the core does (unknown units count as bps).
-func toBps(v int64, unit string) int64 {
+// ToBps converts a bitrate to bit/s as the core does (convertToBps:
+// bps, kbps, mbps, gbps in any case; an unknown unit counts as bps).
+func ToBps(v int64, unit string) int64 {
 	switch lower(unit) {
 	case "kbps":
 		return v * 1000
@@ -326,7 +327,7 @@ func coreGroup(name string, g DeviceGroup) connectivity.CoreDeviceGroup {
 		}
 	}
 	if q := d.QoS; q != nil {
-		out.MBRUplink, out.MBRDownlink = toBps(q.Uplink, q.BitrateUnit), toBps(q.Downlink, q.BitrateUnit)
+		out.MBRUplink, out.MBRDownlink = ToBps(q.Uplink, q.BitrateUnit), ToBps(q.Downlink, q.BitrateUnit)
 		out.TrafficClass = fromClass(q.TrafficClass)
 	}
 	return out
@@ -345,7 +346,7 @@ func coreSlice(name string, s Slice) connectivity.CoreSlice {
 	for _, r := range s.Rules {
 		out.Rules = append(out.Rules, connectivity.CoreRule{Name: r.Name, Priority: int(r.Priority), Permit: r.Action == "permit",
 			Prefix: r.Endpoint, PortStart: int(r.PortStart), PortEnd: int(r.PortEnd), Protocol: int(r.Protocol),
-			MBRUplink: toBps(int64(r.MBRUplink), r.BitrateUnit), MBRDownlink: toBps(int64(r.MBRDownlink), r.BitrateUnit),
+			MBRUplink: ToBps(int64(r.MBRUplink), r.BitrateUnit), MBRDownlink: ToBps(int64(r.MBRDownlink), r.BitrateUnit),
 			TrafficClass: fromClass(r.TrafficClass)})
 	}
 	return out

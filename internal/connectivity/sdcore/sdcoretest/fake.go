@@ -63,13 +63,13 @@ func New(opt Options) *Fake {
 	f.mux.HandleFunc("POST /api/subscriber/{ueId}", f.authed(f.postSub))
 	f.mux.HandleFunc("PUT /api/subscriber/{ueId}", f.authed(f.putSub))
 	f.mux.HandleFunc("DELETE /api/subscriber/{ueId}", f.authed(f.deleteSub))
-	f.mux.HandleFunc("GET /config/v1/device-group", f.authed(f.listGroups))
-	f.mux.HandleFunc("GET /config/v1/device-group/{name}", f.authed(f.getGroup))
+	f.mux.HandleFunc("GET /config/v1/device-group", f.authed(listOf(f, func() map[string]sdcore.DeviceGroup { return f.groups })))
+	f.mux.HandleFunc("GET /config/v1/device-group/{name}", f.authed(getOne(f, func() map[string]sdcore.DeviceGroup { return f.groups })))
 	f.mux.HandleFunc("POST /config/v1/device-group/{name}", f.authed(f.putGroup))
 	f.mux.HandleFunc("PUT /config/v1/device-group/{name}", f.authed(f.putGroup))
 	f.mux.HandleFunc("DELETE /config/v1/device-group/{name}", f.authed(f.deleteGroup))
-	f.mux.HandleFunc("GET /config/v1/network-slice", f.authed(f.listSlices))
-	f.mux.HandleFunc("GET /config/v1/network-slice/{name}", f.authed(f.getSlice))
+	f.mux.HandleFunc("GET /config/v1/network-slice", f.authed(listOf(f, func() map[string]sdcore.Slice { return f.slices })))
+	f.mux.HandleFunc("GET /config/v1/network-slice/{name}", f.authed(getOne(f, func() map[string]sdcore.Slice { return f.slices })))
 	f.mux.HandleFunc("POST /config/v1/network-slice/{name}", f.authed(f.putSlice))
 	f.mux.HandleFunc("PUT /config/v1/network-slice/{name}", f.authed(f.putSlice))
 	f.mux.HandleFunc("DELETE /config/v1/network-slice/{name}", f.authed(f.deleteSlice))
@@ -272,34 +272,29 @@ func names[V any](m map[string]V) []string {
 	return out
 }
 
-func (f *Fake) listGroups(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	out := names(f.groups)
-	f.mu.Unlock()
-	reply(w, http.StatusOK, out)
+// listOf answers GET of a collection: its names, sorted.
+func listOf[V any](f *Fake, coll func() map[string]V) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		out := names(coll())
+		f.mu.Unlock()
+		reply(w, http.StatusOK, out)
+	}
 }
 
-func (f *Fake) getGroup(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	g, ok := f.groups[r.PathValue("name")]
-	f.mu.Unlock()
-	if !ok {
-		reply(w, http.StatusNotFound, nil)
-		return
+// getOne answers GET of one object: 404 with a null body when missing,
+// as upstream.
+func getOne[V any](f *Fake, coll func() map[string]V) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		v, ok := coll()[r.PathValue("name")]
+		f.mu.Unlock()
+		if !ok {
+			reply(w, http.StatusNotFound, nil)
+			return
+		}
+		reply(w, http.StatusOK, v)
 	}
-	reply(w, http.StatusOK, g)
-}
-
-func convertToBps(v int64, unit string) int64 {
-	switch strings.ToLower(unit) {
-	case "kbps":
-		return v * 1000
-	case "mbps":
-		return v * 1000000
-	case "gbps":
-		return v * 1000000000
-	}
-	return v
 }
 
 func (f *Fake) putGroup(w http.ResponseWriter, r *http.Request) {
@@ -321,7 +316,7 @@ func (f *Fake) putGroup(w http.ResponseWriter, r *http.Request) {
 	}
 	norm := func(d *sdcore.IPDomain) {
 		if q := d.QoS; q != nil {
-			q.Uplink, q.Downlink = convertToBps(q.Uplink, q.BitrateUnit), convertToBps(q.Downlink, q.BitrateUnit)
+			q.Uplink, q.Downlink = sdcore.ToBps(q.Uplink, q.BitrateUnit), sdcore.ToBps(q.Downlink, q.BitrateUnit)
 		}
 	}
 	for i := range g.IPDomains {
@@ -352,24 +347,6 @@ func (f *Fake) deleteGroup(w http.ResponseWriter, r *http.Request) {
 	reply(w, http.StatusOK, map[string]any{})
 }
 
-func (f *Fake) listSlices(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	out := names(f.slices)
-	f.mu.Unlock()
-	reply(w, http.StatusOK, out)
-}
-
-func (f *Fake) getSlice(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	s, ok := f.slices[r.PathValue("name")]
-	f.mu.Unlock()
-	if !ok {
-		reply(w, http.StatusNotFound, nil)
-		return
-	}
-	reply(w, http.StatusOK, s)
-}
-
 func toInt32(v int64) int32 {
 	if v < 0 || v > math.MaxInt32 {
 		return math.MaxInt32
@@ -392,8 +369,8 @@ func (f *Fake) putSlice(w http.ResponseWriter, r *http.Request) {
 	s.DeviceGroups = slices.Compact(slices.Sorted(slices.Values(s.DeviceGroups)))
 	for i := range s.Rules {
 		ru := &s.Rules[i]
-		ru.MBRUplink = toInt32(convertToBps(int64(ru.MBRUplink), ru.BitrateUnit))
-		ru.MBRDownlink = toInt32(convertToBps(int64(ru.MBRDownlink), ru.BitrateUnit))
+		ru.MBRUplink = toInt32(sdcore.ToBps(int64(ru.MBRUplink), ru.BitrateUnit))
+		ru.MBRDownlink = toInt32(sdcore.ToBps(int64(ru.MBRDownlink), ru.BitrateUnit))
 	}
 	s.Name = name
 	f.mu.Lock()
