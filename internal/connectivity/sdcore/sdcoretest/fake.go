@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"slices"
@@ -416,22 +417,14 @@ func (f *Fake) Subscribers() map[string]sdcore.Subscriber {
 func (f *Fake) DeviceGroups() map[string]sdcore.DeviceGroup {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := map[string]sdcore.DeviceGroup{}
-	for n, g := range f.groups {
-		out[n] = g
-	}
-	return out
+	return maps.Clone(f.groups)
 }
 
 // Slices returns the slices by name.
 func (f *Fake) Slices() map[string]sdcore.Slice {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := map[string]sdcore.Slice{}
-	for n, s := range f.slices {
-		out[n] = s
-	}
-	return out
+	return maps.Clone(f.slices)
 }
 
 // SetSubscriberKey changes a subscriber's Ki behind the client's back, as
