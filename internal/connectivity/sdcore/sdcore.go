@@ -466,10 +466,12 @@ func answer(body []byte) string {
 		Message string `json:"message"`
 	}
 	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		// The sentence goes on after it.
+		msg := strings.TrimRight(e.Error, ". ")
 		if e.Message != "" {
-			return e.Error + " (" + e.Message + ")"
+			msg += " (" + strings.TrimRight(e.Message, ". ") + ")"
 		}
-		return e.Error
+		return msg
 	}
 	s := strings.TrimSpace(string(body))
 	if len(s) > 300 {
