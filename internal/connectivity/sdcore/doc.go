@@ -17,7 +17,9 @@
 // in bit/s, since the core no longer reads a slice-wide qos; names must
 // match NamePattern and TACs be 1 to 16,777,215.
 //
-// A subscriber is created with POST and updated with PUT: the client
+// A subscriber is created with POST and updated with PUT (whose body
+// carries the keys both flat, for the 3.0 handlers, and as
+// AuthenticationSubscription, for older ones): the client
 // learns which IMSIs the core holds from Snapshot (and from its own
 // writes), and answers a 409 or 404 with the other verb once. With a user
 // and password it logs in at POST /login, sends the token, and logs in

@@ -207,7 +207,7 @@ func TestLegacyCoreIsInSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(svc.Close)
-	seed(t, svc, 2)
+	iccids := seed(t, svc, 2)
 	defer start(t, svc)()
 	waitFor(t, "the core in sync", settled(t, svc, 2+3))
 	g := f.DeviceGroups()["acme-agvs"]
@@ -219,4 +219,11 @@ func TestLegacyCoreIsInSync(t *testing.T) {
 	if again := f.Stats().Writes[w:]; len(again) > 0 {
 		t.Fatalf("a legacy core in sync was written again: %v", again)
 	}
+	// A key change reaches it through the SubsData half of the PUT body.
+	newKey := "00112233445566778899AABBCCDDEEFF"
+	must[connectivity.SIM](t)(svc.UpdateSIM(context.Background(), "acme", "t", iccids[1], connectivity.SIMPatch{Ki: &newKey}))
+	waitFor(t, "the new key in the legacy core", func() bool {
+		return f.Subscribers()["001010000000001"].Key == strings.ToLower(newKey)
+	})
+	noRefusals(t, f)
 }

@@ -25,8 +25,9 @@ type Options struct {
 	// TokenTTL is how long a token lasts (default an hour, as upstream).
 	TokenTTL time.Duration
 	// Legacy models a web console before v2.1.1: a device group holds one
-	// "ip-domain-expanded" and "ip-domains" is ignored. Otherwise it is the
-	// other way round.
+	// "ip-domain-expanded" and "ip-domains" is ignored, and a subscriber's
+	// PUT reads SubsData (AuthenticationSubscription). Otherwise it is the
+	// 3.0 line.
 	Legacy bool
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -228,9 +229,21 @@ func (f *Fake) postSub(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *Fake) putSub(w http.ResponseWriter, r *http.Request) {
-	var s sdcore.Subscriber
-	if !decode(w, r, &s) {
+	var u sdcore.SubscriberUpdate
+	if !decode(w, r, &u) {
 		return
+	}
+	s := u.Subscriber
+	if f.opt.Legacy {
+		// Before the 3.0 handlers, PUT bound SubsData: the keys come from
+		// AuthenticationSubscription and the flat fields are ignored.
+		s = sdcore.Subscriber{PLMNID: u.PLMNID, SequenceNumber: u.Auth.SequenceNumber}
+		if u.Auth.PermanentKey != nil {
+			s.Key = u.Auth.PermanentKey.Value
+		}
+		if u.Auth.OPc != nil {
+			s.OPc = u.Auth.OPc.Value
+		}
 	}
 	id := r.PathValue("ueId")
 	f.mu.Lock()
