@@ -358,7 +358,9 @@ var protoNumbers = map[string]int{"TCP": 6, "UDP": 17, "ANY": 0}
 // bestEffort is the traffic class of a slice's rules when the slice has
 // no device group to take one from: QCI 9 with ARP 9, 300 ms and 10^-6,
 // the non-GBR default bearer of 3GPP TS 23.203.
-var bestEffort = TrafficClass{Name: "best-effort", QCI: 9, ARP: 9, PDB: 300, PELR: 6}
+func bestEffort() TrafficClass {
+	return TrafficClass{Name: "best-effort", QCI: 9, ARP: 9, PDB: 300, PELR: 6}
+}
 
 // CoreSlice builds a slice's configuration for the core. The default
 // behaviour becomes the last rules: DENY-ALL denies everything,
@@ -393,10 +395,10 @@ func (s *Service) CoreSlice(ctx context.Context, org, name string) (CoreSlice, e
 			tc = &c
 		}
 	}
-	if tc == nil {
-		tc = &bestEffort
+	class := bestEffort()
+	if tc != nil {
+		class = *tc
 	}
-	class := *tc
 	class.Name, class.UpdatedAt = coreName(org, class.Name), time.Time{}
 	for _, c := range site.SmallCells {
 		if c.Enabled {

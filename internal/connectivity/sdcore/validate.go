@@ -28,7 +28,15 @@ func ValidName(name string) bool { return nameRE.MatchString(name) }
 // ValidTAC reports whether the core takes tac for a gNodeB.
 func ValidTAC(tac int32) bool { return tac >= 1 && tac <= 16777215 }
 
-var bitrateUnits = map[string]bool{"bps": true, "kbps": true, "mbps": true, "gbps": true, "": true}
+// knownUnit reports whether the core converts unit (any case; empty
+// counts as bps).
+func knownUnit(unit string) bool {
+	switch lower(unit) {
+	case "", "bps", "kbps", "mbps", "gbps":
+		return true
+	}
+	return false
+}
 
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), ErrInvalid)
@@ -47,7 +55,7 @@ func ValidateDeviceGroup(name string, g DeviceGroup) error {
 		if d.QoS == nil {
 			continue
 		}
-		if !bitrateUnits[lower(d.QoS.BitrateUnit)] {
+		if !knownUnit(d.QoS.BitrateUnit) {
 			return invalid("device group %s: unknown bitrate-unit %q", name, d.QoS.BitrateUnit)
 		}
 		if tc := d.QoS.TrafficClass; tc != nil {
@@ -121,7 +129,7 @@ func ValidateSlice(name string, s Slice) error {
 		if err := validateClass(r.TrafficClass); err != nil {
 			return invalid("slice %s rule %s: %v", name, r.Name, err)
 		}
-		if !bitrateUnits[lower(r.BitrateUnit)] {
+		if !knownUnit(r.BitrateUnit) {
 			return invalid("slice %s rule %s: unknown bitrate-unit %q", name, r.Name, r.BitrateUnit)
 		}
 		if r.PortStart < 0 || r.PortEnd > 65535 || r.PortEnd < r.PortStart {
