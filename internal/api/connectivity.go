@@ -122,6 +122,7 @@ func connSchemas() map[string]schema {
 		"PatchSIM": input("SIM fields to change; absent fields stay", nil, schema{
 			"label": str(""), "msisdn": str(""), "device": str("device id; empty unbinds"), "imeiLock": boolean(""),
 			"clearImei": boolean("forget the bound IMEI"), "staticIp": str(""),
+			"ki": str("new subscriber key, 32 hex digits (never shown again); pushed to the mobile core"), "opc": str("new OPc, 32 hex digits (never shown again)"),
 		}),
 		"SetState": input("a state change, now or at a time", []string{"state"}, schema{
 			"state": strEnum("", states...), "at": dateTime("schedule for this time instead of now"),
@@ -160,19 +161,33 @@ func connSchemas() map[string]schema {
 			"defaultBehavior": strEnum("", "DENY-ALL", "ALLOW-ALL", "ALLOW-PUBLIC"),
 			"filters": arrayOf(object("", []string{"application", "priority", "action"}, schema{
 				"application": str(""), "priority": schema{"type": "integer", "minimum": 0, "maximum": 250}, "action": strEnum("", "allow", "deny")})),
-			"mbr":       object("aggregate bitrate", []string{"uplink", "downlink", "burstBytes"}, schema{"uplink": integer("bits/s", 1), "downlink": integer("bits/s", 1), "burstBytes": integer("", 0)}),
+			"mbr": object("aggregate bitrate; the mobile core enforces it on each permitting rule (app-mbr-uplink/downlink), hence at most 2147483647", []string{"uplink", "downlink", "burstBytes"}, schema{
+				"uplink": schema{"type": "integer", "minimum": 1, "maximum": connectivity.MaxRuleBitrate, "description": "bits/s"}, "downlink": schema{"type": "integer", "minimum": 1, "maximum": connectivity.MaxRuleBitrate, "description": "bits/s"}, "burstBytes": integer("", 0)}),
 			"updatedAt": ts,
 		}),
 		"SiteNetwork": object("a site's private network settings", []string{"site", "mcc", "mnc", "smallCells"}, schema{
 			"site": str(""), "mcc": schema{"type": "string", "pattern": "^[0-9]{3}$"}, "mnc": schema{"type": "string", "pattern": "^[0-9]{2,3}$"},
-			"imsiRange":  object("", []string{"first", "last"}, schema{"first": imsi, "last": imsi}),
-			"smallCells": arrayOf(object("", []string{"id", "tac", "address", "enabled"}, schema{"id": str(""), "tac": integer("", 1), "address": str(""), "enabled": boolean("")})),
-			"edgeNode":   str(""), "updatedAt": ts,
+			"imsiRange": object("", []string{"first", "last"}, schema{"first": imsi, "last": imsi}),
+			"smallCells": arrayOf(object("", []string{"id", "tac", "address", "enabled"}, schema{
+				"id":  schema{"type": "string", "pattern": connectivity.CoreNameRule, "description": "the gNodeB's name in the mobile core"},
+				"tac": schema{"type": "integer", "minimum": 1, "maximum": 16777215}, "address": str(""), "enabled": boolean("")})),
+			"edgeNode": str(""), "updatedAt": ts,
 		}),
 		"CDRImport": input("radio-side usage records", []string{"records"}, schema{"records": arrayOf(object("", []string{"id", "imsi", "start", "end", "upBytes", "downBytes"}, schema{
 			"id": str("unique record id; a repeat is ignored"), "imsi": imsi, "start": ts, "end": ts, "upBytes": integer("", 0), "downBytes": integer("", 0)}))}),
 		"CDRReport": object("", []string{"imported", "duplicate", "failed", "errors"}, schema{
 			"imported": integer("", 0), "duplicate": integer("", 0), "failed": integer("", 0), "errors": arrayOf(rowErr)}),
+		"CoreStatus": object("the mobile core's link and the state of each object there", []string{"link", "linkSince", "unmanaged", "counts", "objects"}, schema{
+			"link":          strEnum("ok, unreachable, login_failed (wrong --sdcore-user or --sdcore-password), starting, not_configured", "ok", "unreachable", "login_failed", "starting", "not_configured"),
+			"linkDetail":    str("why, in the core's words"),
+			"linkSince":     ts,
+			"lastReconcile": dateTime("when the core was last read back and compared"),
+			"unmanaged":     integer("objects in the core no organization here owns (left alone)", 0),
+			"counts":        schema{"type": "object", "additionalProperties": schema{"type": "integer"}, "description": "objects per state: in_sync, pending, failed"},
+			"objects": arrayOf(object("", []string{"kind", "name", "state", "at"}, schema{
+				"kind": strEnum("", "subscriber", "devicegroup", "slice"), "name": str("subscribers by ICCID"),
+				"state": strEnum("", "in_sync", "pending", "failed"), "detail": str("the core's error, or the drift found"), "at": ts})),
+		}),
 		"UsageList": object("usage per hour", []string{"items"}, schema{"items": arrayOf(object("", []string{"hour", "upBytes", "downBytes", "upMessages", "downMessages"}, schema{
 			"hour": ts, "upBytes": integer("", 0), "downBytes": integer("", 0), "upMessages": integer("", 0), "downMessages": integer("", 0)}))}),
 	}
@@ -241,6 +256,11 @@ func (s *Server) connectivityRoutes() {
 		param{Name: "slice", Description: "a slice", Schema: schema{"type": "string"}, Example: "robots"},
 		param{Name: "from", Description: "RFC 3339 (default 24 h before to)", Schema: schema{"type": "string"}},
 		param{Name: "to", Description: "RFC 3339 (default now)", Schema: schema{"type": "string"}})
+
+	add("GET", "/core", "connectivityCoreStatus", "The mobile core (SD-Core): whether Shopfloor can reach and log in to it, and per device group, slice and subscriber whether the core holds it in sync, pending or failed with the core's error", view, nil,
+		[]response{{Status: 200, Description: "the status", Body: body("CoreStatus", connectivity.CoreStatus{Link: connectivity.CoreLinkOK, LinkSince: exampleTime, Counts: map[string]int{"in_sync": 2, "pending": 0, "failed": 1},
+			Objects: []connectivity.CoreObjectStatus{{Kind: "slice", Name: "robots", State: connectivity.CoreFailed, Detail: "POST /config/v1/network-slice/acme-robots: 400 invalid TAC 0 for gNB gnb1", At: exampleTime}}})}},
+		nil, s.coreStatus, nil)
 
 	// The named objects share one shape of routes.
 	objectRoutes(s, sc, add, "traffic-classes", "TrafficClass", "trafficClass", exampleTrafficClass,
@@ -466,6 +486,15 @@ func decodeJSONReq(r *http.Request, dst any) error { return decodeJSON(nil, r, d
 
 func actorOf(r *http.Request) string { return "token:" + principalOf(r).TokenID }
 
+func (s *Server) coreStatus(w http.ResponseWriter, r *http.Request) error {
+	st, err := s.deps.Connectivity.CoreStatus(r.Context(), orgOf(r))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, st)
+	return nil
+}
+
 func (s *Server) createSIM(w http.ResponseWriter, r *http.Request) error {
 	var req createSIMRequest
 	if err := decodeJSON(w, r, &req); err != nil {
@@ -528,8 +557,8 @@ func (s *Server) patchSIM(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(w, r, &p); err != nil {
 		return err
 	}
-	if p.Label == nil && p.MSISDN == nil && p.Device == nil && p.IMEILock == nil && !p.ClearIMEI && p.StaticIP == nil {
-		return invalid("the body changes nothing; send at least one of label, msisdn, device, imeiLock, clearImei, staticIp")
+	if p.Label == nil && p.MSISDN == nil && p.Device == nil && p.IMEILock == nil && !p.ClearIMEI && p.StaticIP == nil && p.Ki == nil && p.OPc == nil {
+		return invalid("the body changes nothing; send at least one of label, msisdn, device, imeiLock, clearImei, staticIp, ki, opc")
 	}
 	m, err := s.deps.Connectivity.UpdateSIM(r.Context(), orgOf(r), actorOf(r), r.PathValue("iccid"), p)
 	if err != nil {
@@ -730,6 +759,7 @@ type Connectivity interface {
 	GetSiteNetwork(ctx context.Context, org, site string) (connectivity.SiteNetwork, error)
 	ListSiteNetworks(ctx context.Context, org string) ([]connectivity.SiteNetwork, error)
 	DeleteSiteNetwork(ctx context.Context, org, site string) error
+	CoreStatus(ctx context.Context, org string) (connectivity.CoreStatus, error)
 }
 
 var _ Connectivity = (*connectivity.Service)(nil)

@@ -26,15 +26,15 @@ func (h *Hub) openConnectivity(ctx context.Context) error {
 	}
 	var core connectivity.Core
 	if h.cfg.SDCore != "" {
-		c, err := sdcore.New(h.cfg.SDCore, nil)
+		c, err := sdcore.New(h.cfg.SDCore, sdcore.Options{User: h.cfg.SDCoreUser, Password: h.cfg.SDCorePassword, Logger: h.log})
 		if err != nil {
 			return fmt.Errorf("SD-Core at %s: %w", h.cfg.SDCore, err)
 		}
 		core = c
 	}
 	svc, err := connectivity.New(ctx, connectivity.Options{
-		Core: core,
-		DB:   h.store.DB(), Dialect: d, Directory: registryDirectory{h.Registry}, Logger: h.log,
+		Core: core, ReconcileEvery: h.cfg.SDCoreReconcile,
+		DB: h.store.DB(), Dialect: d, Directory: registryDirectory{h.Registry}, Logger: h.log,
 		Alerts: connAlerts{h},
 		Disconnect: func(deviceID, reason string) {
 			if h.Gateway != nil && h.Gateway.Disconnect(deviceID) {

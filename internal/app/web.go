@@ -287,6 +287,22 @@ func (c consoleConnectivity) Slices(ctx context.Context, org string) ([]web.Slic
 	return out, nil
 }
 
+func (c consoleConnectivity) Core(ctx context.Context, org string) (web.CoreView, error) {
+	st, err := c.svc.CoreStatus(ctx, org)
+	if err != nil {
+		return web.CoreView{}, err
+	}
+	v := web.CoreView{Link: st.Link, LinkDetail: st.LinkDetail, LinkSince: st.LinkSince, Unmanaged: st.Unmanaged,
+		InSync: st.Counts[connectivity.CoreInSync], Pending: st.Counts[connectivity.CorePending], Failed: st.Counts[connectivity.CoreFailed]}
+	if st.LastReconcile != nil {
+		v.LastReconcile = *st.LastReconcile
+	}
+	for _, o := range st.Objects {
+		v.Objects = append(v.Objects, web.CoreObjectRow{Kind: o.Kind, Name: o.Name, State: o.State, Detail: o.Detail, At: o.At})
+	}
+	return v, nil
+}
+
 // consoleRules lets the rule editor check, save and dry-run rules on the
 // same store and engine as the REST API.
 type consoleRules struct{ rs *ruleSet }

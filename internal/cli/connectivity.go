@@ -54,8 +54,93 @@ type cliJob struct {
 
 func simCommand() *cobra.Command {
 	c := &cobra.Command{Use: "sim", Short: "SIM cards of the private 4G/5G network: create, list, bind, change state, import"}
-	c.AddCommand(simCreate(), simGet(), simList(), simState(), simBind(), simImport(), simAudit())
+	c.AddCommand(simCreate(), simGet(), simList(), simState(), simBind(), simKeys(), simImport(), simAudit())
 	return c
+}
+
+// simKeys replaces a SIM's Ki and OPc; the hub pushes them to the mobile
+// core at once.
+func simKeys() *cobra.Command {
+	var ki, opc string
+	c := &cobra.Command{Use: "keys ICCID [--ki HEX] [--opc HEX]", Short: "Replace a SIM's Ki and/or OPc (32 hex digits each); the mobile core gets them at once",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			client, err := ClientFrom(cmd)
+			if err != nil {
+				return err
+			}
+			p := map[string]any{}
+			if ki != "" {
+				p["ki"] = ki
+			}
+			if opc != "" {
+				p["opc"] = opc
+			}
+			if len(p) == 0 {
+				return errors.New("nothing to change: give --ki, --opc or both")
+			}
+			return patchSIM(cmd, client, args[0], p)
+		}}
+	c.Flags().StringVar(&ki, "ki", "", "the new subscriber key, 32 hex digits")
+	c.Flags().StringVar(&opc, "opc", "", "the new OPc, 32 hex digits")
+	return c
+}
+
+// patchSIM changes a SIM and shows it.
+func patchSIM(cmd *cobra.Command, client *Client, iccid string, p map[string]any) error {
+	var s cliSIM
+	if err := client.Do(cmd.Context(), "PATCH", connPath+"/sims/"+url.PathEscape(iccid), p, &s); err != nil {
+		return err
+	}
+	return render(cmd, s, func(w io.Writer) { simTable(w, s) })
+}
+
+// coreCommand shows the mobile core's link and what it holds.
+func coreCommand() *cobra.Command {
+	c := &cobra.Command{Use: "core", Short: "The mobile core (SD-Core): link, and per device group, slice and SIM whether it is in sync"}
+	c.AddCommand(&cobra.Command{Use: "status", Short: "Whether the hub reaches and may log in to the core, and what is in sync, pending or failed (with the core's error)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			client, err := ClientFrom(cmd)
+			if err != nil {
+				return err
+			}
+			var st struct {
+				Link          string         `json:"link"`
+				LinkDetail    string         `json:"linkDetail"`
+				LastReconcile string         `json:"lastReconcile"`
+				Unmanaged     int            `json:"unmanaged"`
+				Counts        map[string]int `json:"counts"`
+				Objects       []struct {
+					Kind   string `json:"kind"`
+					Name   string `json:"name"`
+					State  string `json:"state"`
+					Detail string `json:"detail"`
+				} `json:"objects"`
+			}
+			if err := client.Do(cmd.Context(), "GET", connPath+"/core", nil, &st); err != nil {
+				return err
+			}
+			return render(cmd, st, func(w io.Writer) {
+				fmt.Fprintf(w, "link: %s", st.Link)
+				if st.LinkDetail != "" {
+					fmt.Fprintf(w, " (%s)", st.LinkDetail)
+				}
+				fmt.Fprintf(w, "\nin sync %d, pending %d, failed %d; unmanaged in the core %d; last compared %s\n",
+					st.Counts["in_sync"], st.Counts["pending"], st.Counts["failed"], st.Unmanaged, orNever(st.LastReconcile))
+				row(w, "KIND", "NAME", "STATE", "DETAIL")
+				for _, o := range st.Objects {
+					row(w, o.Kind, o.Name, o.State, o.Detail)
+				}
+			})
+		}})
+	return c
+}
+
+func orNever(s string) string {
+	if s == "" {
+		return "never"
+	}
+	return s
 }
 
 func simTable(w io.Writer, sims ...cliSIM) {
@@ -211,11 +296,7 @@ func simBind() *cobra.Command {
 			if len(p) == 0 {
 				return errors.New("nothing to change: give --device, --imei-lock, --no-imei-lock or --clear-imei")
 			}
-			var s cliSIM
-			if err := client.Do(cmd.Context(), "PATCH", connPath+"/sims/"+url.PathEscape(args[0]), p, &s); err != nil {
-				return err
-			}
-			return render(cmd, s, func(w io.Writer) { simTable(w, s) })
+			return patchSIM(cmd, client, args[0], p)
 		}}
 	c.Flags().StringVar(&device, "device", "", "device id")
 	c.Flags().BoolVar(&lock, "imei-lock", false, "lock the SIM to the first IMEI it connects with")

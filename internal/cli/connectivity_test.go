@@ -74,3 +74,30 @@ func TestSIMCommands(t *testing.T) {
 		t.Fatalf("audit: %s", out)
 	}
 }
+
+// The core's name rule is checked when a slice is applied from the CLI,
+// keys can be replaced, and the core's status is shown.
+func TestCoreRulesAndKeysFromTheCLI(t *testing.T) {
+	isolate(t)
+	url, token := connHub(t)
+	t.Setenv("SHOPFLOOR_URL", url)
+	t.Setenv("SHOPFLOOR_TOKEN", token)
+
+	path := filepath.Join(t.TempDir(), "slice.json")
+	if err := os.WriteFile(path, []byte(`{"name":"3d-printers","site":"plant","sst":1,"sd":"1","defaultBehavior":"ALLOW-ALL"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := run(t, "slice", "apply", "3d-printers", "-f", path)
+	if err == nil || !strings.Contains(err.Error(), connectivity.CoreNameRule) {
+		t.Fatalf("a slice name led by a digit: %v", err)
+	}
+	ok(t, "sim", "create", "8944500000000000014", "--imsi", "001010000000001")
+	_, _, err = run(t, "sim", "keys", "8944500000000000014", "--ki", "not-hex")
+	if err == nil || !strings.Contains(err.Error(), "32 hex digits") {
+		t.Fatalf("a bad Ki: %v", err)
+	}
+	ok(t, "sim", "keys", "8944500000000000014", "--ki", "465B5CE8B199B49FAA5F0A2EE238A6BC", "--opc", "D4416644F6154936193433DD20A0ACE0")
+	if out := ok(t, "core", "status"); !strings.Contains(out, "link: not_configured") {
+		t.Fatalf("core status: %s", out)
+	}
+}

@@ -49,7 +49,7 @@ a flag wins over the environment, which wins over the file.`,
 	root.AddCommand(orgCommand(), tokenCommand(), siteCommand(), deviceCommand(), queryCommand())
 	root.AddCommand(ruleCommand(), alertCommand(), exportCommand())
 	root.AddCommand(twinCommand(), methodCommand(), c2dCommand())
-	root.AddCommand(simCommand(), deviceGroupCommand(), sliceCommand())
+	root.AddCommand(simCommand(), deviceGroupCommand(), sliceCommand(), coreCommand())
 	root.AddCommand(templateCommand(), jobCommand())
 	root.AddCommand(userCommand())
 	return root

@@ -37,7 +37,14 @@ type Config struct {
 	LogLevel   string        `yaml:"log_level" flag:"log-level" usage:"debug, info, warn or error"`
 	StreamMB   int           `yaml:"stream_mb" flag:"stream-mb" usage:"largest size of the telemetry stream in MB; the oldest messages go first (JetStream reserves this much on an external NATS)"`
 	SDCore     string        `yaml:"sdcore" flag:"sdcore" usage:"SD-Core web console URL (e.g. http://webui:5000) that receives subscribers, device groups and slices (empty: none)"`
-	BusPrefix  string        `yaml:"bus_prefix" flag:"bus-prefix" usage:"name prefix for streams and subjects on a shared NATS"`
+	// SDCoreUser and SDCorePassword log in to a web console that has
+	// authentication enabled; prefer the environment for the password, so
+	// it does not show in the process list.
+	SDCoreUser     string `yaml:"sdcore_user" flag:"sdcore-user" usage:"user name for the SD-Core web console's login (with --sdcore-password; empty: the console has no login)"`
+	SDCorePassword string `yaml:"sdcore_password" flag:"sdcore-password" usage:"password for --sdcore-user (prefer the environment variable: a flag shows in the process list)"`
+	// SDCoreReconcile is how often the core is read back and compared.
+	SDCoreReconcile time.Duration `yaml:"sdcore_reconcile" flag:"sdcore-reconcile" usage:"how often the SD-Core's subscribers, device groups and slices are read back and drift repaired (also at start)"`
+	BusPrefix       string        `yaml:"bus_prefix" flag:"bus-prefix" usage:"name prefix for streams and subjects on a shared NATS"`
 	// EgressAllow opens internal address ranges to webhooks and exports,
 	// which are refused by default.
 	EgressAllow string `yaml:"egress_allow" flag:"egress-allow" usage:"comma-separated CIDR ranges or addresses that webhooks and exports may reach although internal (loopback, private, link-local, ...), e.g. 10.20.0.0/16,192.168.5.7 (empty: internal addresses are refused)"`
@@ -80,6 +87,7 @@ func Default() Config {
 		HTTPMaxConnsPerAddr: 100,
 		MaxOrgSeries:        5_000_000,
 		MaxFieldName:        256,
+		SDCoreReconcile:     5 * time.Minute,
 	}
 }
 
@@ -228,6 +236,15 @@ func (c Config) Validate() error {
 	}
 	if _, err := c.EgressAllowList(); err != nil {
 		return err
+	}
+	if (c.SDCoreUser == "") != (c.SDCorePassword == "") {
+		return fmt.Errorf("--sdcore-user and --sdcore-password go together (SHOPFLOOR_SDCORE_USER, SHOPFLOOR_SDCORE_PASSWORD): %w", ErrInvalid)
+	}
+	if c.SDCoreUser != "" && c.SDCore == "" {
+		return fmt.Errorf("--sdcore-user is set but --sdcore (the web console URL) is not: %w", ErrInvalid)
+	}
+	if c.SDCoreReconcile < 10*time.Second {
+		return fmt.Errorf("--sdcore-reconcile %s is shorter than 10s; every reconcile reads the whole core: %w", c.SDCoreReconcile, ErrInvalid)
 	}
 	if c.NATS != "" && !strings.Contains(c.NATS, "://") {
 		return fmt.Errorf("--nats %q must be a URL like nats://host:4222: %w", c.NATS, ErrInvalid)

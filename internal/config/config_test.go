@@ -129,3 +129,29 @@ func TestEgressAllow(t *testing.T) {
 		}
 	}
 }
+
+// The SD-Core login comes from the environment (or a flag or the file),
+// and the user and password go together.
+func TestSDCoreLogin(t *testing.T) {
+	c, err := load(t, []string{"--sdcore", "http://webui:5000"}, map[string]string{
+		"SHOPFLOOR_SDCORE_USER": "shopfloor", "SHOPFLOOR_SDCORE_PASSWORD": "s3cret", "SHOPFLOOR_SDCORE_RECONCILE": "2m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SDCoreUser != "shopfloor" || c.SDCorePassword != "s3cret" || c.SDCoreReconcile != 2*time.Minute {
+		t.Fatalf("loaded %q %q %s", c.SDCoreUser, c.SDCorePassword, c.SDCoreReconcile)
+	}
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		flag string
+	}{
+		{[]string{"--sdcore", "http://webui:5000", "--sdcore-user", "shopfloor"}, nil, "--sdcore-password"},
+		{nil, map[string]string{"SHOPFLOOR_SDCORE_USER": "u", "SHOPFLOOR_SDCORE_PASSWORD": "p"}, "--sdcore "},
+		{[]string{"--sdcore-reconcile", "1s"}, nil, "--sdcore-reconcile"},
+	} {
+		if _, err := load(t, tc.args, tc.env); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.flag) {
+			t.Errorf("%v %v: %v, want ErrInvalid naming %s", tc.args, tc.env, err, tc.flag)
+		}
+	}
+}

@@ -107,6 +107,10 @@ type SIMPatch struct {
 	IMEILock  *bool   `json:"imeiLock,omitempty"`
 	ClearIMEI bool    `json:"clearImei,omitempty"`
 	StaticIP  *string `json:"staticIp,omitempty"`
+	// Ki and OPc replace the SIM's keys (32 hex digits each), as when a
+	// card is re-personalised; the mobile core gets them at once.
+	Ki  *string `json:"ki,omitempty"`
+	OPc *string `json:"opc,omitempty"`
 }
 
 // SIMFilter narrows ListSIMs; empty fields do not filter.

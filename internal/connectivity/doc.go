@@ -15,8 +15,12 @@
 // the same SQL runs on SQLite and PostgreSQL, the Dialect holds what
 // differs. Changes that matter to the mobile core are pushed through the
 // Core interface (see internal/connectivity/sdcore for the SD-Core
-// adapter) from a persistent outbox, with retries, and reconciled in full
-// when Run starts.
+// adapter) from a persistent outbox, with retries for passing failures and
+// none for what the core refused. A Core that is also a CoreReader is read
+// back at start and every ReconcileEvery, and only what differs (drift)
+// is queued; CoreStatus tells the link's state and each object's: in
+// sync, pending, or failed with the core's words. Names are checked on
+// input against the core's rule (CoreNameRule).
 //
 // It learns about sites and devices only through the Directory interface
 // and raises alerts only through the Alerter interface. It must not import

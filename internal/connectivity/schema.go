@@ -145,6 +145,20 @@ var migrations = [][]string{
 			PRIMARY KEY (org, kind, name)
 		)`,
 	},
+	// 2: what the mobile core last said about each object, so the
+	// connectivity page can show in sync, pending or failed with the core's
+	// own words.
+	2: {
+		`CREATE TABLE conn_core_state (
+			org {id} NOT NULL,
+			kind {id} NOT NULL,
+			name {id} NOT NULL,
+			state TEXT NOT NULL,
+			detail TEXT NOT NULL,
+			at BIGINT NOT NULL,
+			PRIMARY KEY (org, kind, name)
+		)`,
+	},
 }
 
 // migrate applies the missing migrations in one transaction, recording

@@ -34,6 +34,9 @@ type Options struct {
 	// for (default 1s); RetryMin/RetryMax bound the core push back-off
 	// (default 1s and 1m).
 	FlushEvery, SchedulerEvery, RetryMin, RetryMax time.Duration
+	// ReconcileEvery is how often a Core that is also a CoreReader is read
+	// back and compared (default 5 minutes; also at start).
+	ReconcileEvery time.Duration
 }
 
 // Service manages the connectivity model of every organization.
@@ -46,6 +49,7 @@ type Service struct {
 	enf  *enforcer
 	push chan struct{} // wakes the core pusher
 	seq  atomic.Uint32
+	core coreHealth
 
 	ctx    context.Context // ends with Close; bulk jobs run under it
 	cancel context.CancelFunc
@@ -84,6 +88,7 @@ func New(ctx context.Context, opt Options) (*Service, error) {
 	def(&opt.SchedulerEvery, time.Second)
 	def(&opt.RetryMin, time.Second)
 	def(&opt.RetryMax, time.Minute)
+	def(&opt.ReconcileEvery, 5*time.Minute)
 	if err := migrate(ctx, opt.DB, opt.Dialect); err != nil {
 		return nil, fmt.Errorf("connectivity: %w", err)
 	}
@@ -317,40 +322,59 @@ func (s *Service) putObject(ctx context.Context, org, kind, name string, obj any
 // name).
 func (s *Service) markDependents(ctx context.Context, q querier, org, kind, name string) error {
 	switch kind {
-	case kindGroup, kindSlice:
+	case kindSlice:
 		return s.markDirty(ctx, q, org, kind, name)
+	case kindGroup:
+		// A slice's rules carry the traffic class of its groups.
+		if err := s.markDirty(ctx, q, org, kind, name); err != nil {
+			return err
+		}
+		_, err := s.markReferrers(ctx, q, org, kind, name, kindSlice)
+		return err
 	case kindClass:
-		return s.markReferrers(ctx, q, org, kind, name, kindGroup)
+		groups, err := s.markReferrers(ctx, q, org, kind, name, kindGroup)
+		if err != nil {
+			return err
+		}
+		for _, g := range groups {
+			if _, err := s.markReferrers(ctx, q, org, kindGroup, g, kindSlice); err != nil {
+				return err
+			}
+		}
+		return nil
 	case kindApplication, kindSite:
-		return s.markReferrers(ctx, q, org, kind, name, kindSlice)
+		_, err := s.markReferrers(ctx, q, org, kind, name, kindSlice)
+		return err
 	}
 	return nil
 }
 
-func (s *Service) markReferrers(ctx context.Context, q querier, org, kind, name, fromKind string) error {
+// markReferrers queues the objects of fromKind that reference (kind,
+// name) and returns their names.
+func (s *Service) markReferrers(ctx context.Context, q querier, org, kind, name, fromKind string) ([]string, error) {
 	rows, err := q.QueryContext(ctx, `SELECT from_name FROM conn_refs WHERE org = $1 AND to_kind = $2 AND to_name = $3 AND from_kind = $4`, org, kind, name, fromKind)
 	if err != nil {
-		return fmt.Errorf("find dependents: %w", err)
+		return nil, fmt.Errorf("find dependents: %w", err)
 	}
 	var names []string
 	for rows.Next() {
 		var n string
 		if err := rows.Scan(&n); err != nil {
 			rows.Close()
-			return err
+			return nil, err
 		}
 		names = append(names, n)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	for _, n := range names {
 		if err := s.markDirty(ctx, q, org, fromKind, n); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return names, nil
 }
 
 func (s *Service) checkExternal(ctx context.Context, org string, r ref) error {

@@ -157,6 +157,24 @@ func (s *Service) UpdateSIM(ctx context.Context, org, actor, iccid string, p SIM
 		if p.IMEILock != nil {
 			m.IMEILock = *p.IMEILock
 		}
+		keys := false
+		for _, k := range []struct {
+			field string
+			in    *string
+			dst   *string
+		}{{"ki", p.Ki, &m.Ki}, {"opc", p.OPc, &m.OPc}} {
+			if k.in == nil || strings.EqualFold(*k.in, *k.dst) {
+				continue
+			}
+			// A key is replaced, never removed: the core would keep the old one.
+			if *k.in == "" {
+				return fieldErr(k.field, "must be 32 hex digits (128 bits); a SIM's key can be replaced but not removed")
+			}
+			if err := validateHex(k.field, *k.in); err != nil {
+				return err
+			}
+			*k.dst, keys = *k.in, true
+		}
 		if p.ClearIMEI {
 			m.IMEI = ""
 			if m.SystemState == SystemUnauthorized {
@@ -182,9 +200,14 @@ func (s *Service) UpdateSIM(ctx context.Context, org, actor, iccid string, p SIM
 			m.IMEI = ""
 		}
 		m.UpdatedAt = s.now().UTC().Truncate(time.Microsecond)
-		if _, err := tx.ExecContext(ctx, `UPDATE conn_sims SET label = $1, msisdn = $2, static_ip = $3, imei_lock = $4, imei = $5, device = $6, system_state = $7, updated_at = $8 WHERE iccid = $9`,
-			m.Label, m.MSISDN, m.StaticIP, m.IMEILock, m.IMEI, m.Device, m.SystemState, m.UpdatedAt.UnixMicro(), iccid); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE conn_sims SET label = $1, msisdn = $2, static_ip = $3, imei_lock = $4, imei = $5, device = $6, system_state = $7, updated_at = $8, ki = $9, opc = $10 WHERE iccid = $11`,
+			m.Label, m.MSISDN, m.StaticIP, m.IMEILock, m.IMEI, m.Device, m.SystemState, m.UpdatedAt.UnixMicro(), m.Ki, m.OPc, iccid); err != nil {
 			return fmt.Errorf("update SIM %q: %w", iccid, err)
+		}
+		if keys && oldDevice == m.Device {
+			if err := s.markDirty(ctx, tx, org, kindSubscriber, iccid); err != nil {
+				return err
+			}
 		}
 		if oldDevice != m.Device {
 			for _, d := range []string{oldDevice, m.Device} {
@@ -243,6 +266,11 @@ func (s *Service) setState(ctx context.Context, org, actor, iccid string, to Sta
 		if !CanTransition(m.State, to) {
 			return &FieldError{Field: "state", Kind: ErrTransition,
 				Msg: fmt.Sprintf("SIM %s cannot go from %s to %s; from %s it can go to %s", iccid, m.State, to, m.State, nextStates(m.State))}
+		}
+		// With a mobile core, a SIM it cannot authenticate is refused now
+		// rather than failing later in the push.
+		if s.opt.Core != nil && (to == StateActivated || to == StateTestReady) && (m.Ki == "" || m.OPc == "") {
+			return fieldErr("state", "SIM %s has no Ki or OPc, and the mobile core cannot authenticate it without both: set them first (PATCH ki and opc, or shopfloor sim keys)", iccid)
 		}
 		from := m.State
 		m.State = to

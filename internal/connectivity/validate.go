@@ -14,6 +14,9 @@ const (
 	MaxListLen    = 10000 // devices in a group, groups in a slice, filters, cells
 	MaxEndpoints  = 64
 	maxSmallCells = 1000
+	// MaxRuleBitrate is the largest slice bitrate the core can enforce:
+	// SD-Core keeps a rule's app-mbr in a 32-bit integer of bit/s.
+	MaxRuleBitrate = 1<<31 - 1
 )
 
 func digits(s string) bool {
@@ -114,22 +117,40 @@ func validateHex(field, s string) error {
 	return nil
 }
 
+// CoreNameRule is the mobile core's rule for the names of device groups,
+// slices and gNodeBs (SD-Core's web console refuses others with 400).
+// Names entered here are checked against it, so a push never fails on a
+// name.
+const CoreNameRule = "^[a-zA-Z][a-zA-Z0-9-_]{1,255}$"
+
+// ValidCoreName reports whether s matches CoreNameRule.
+func ValidCoreName(s string) bool {
+	if len(s) < 2 || len(s) > 256 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || i > 0 && ('0' <= c && c <= '9' || c == '-' || c == '_')) {
+			return false
+		}
+	}
+	return true
+}
+
 // validateName checks the names of device groups, slices, traffic classes
 // and applications: a letter, then letters, digits, - and _ (the mobile
-// core's rule), at most 63.
+// core's rule; the core sees organization-name, so one letter is enough
+// here), at most 63.
 func validateName(field, s string) error {
 	if s == "" {
-		return fieldErr(field, "is required: a letter followed by letters, digits, - or _")
+		return fieldErr(field, "is required: a letter followed by letters, digits, - or _ (the mobile core's rule %s)", CoreNameRule)
 	}
 	if len(s) > MaxNameLen {
 		return fieldErr(field, "%q is longer than %d characters", s, MaxNameLen)
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		ok := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || i > 0 && ('0' <= c && c <= '9' || c == '-' || c == '_')
-		if !ok {
-			return fieldErr(field, "%q must be a letter followed by letters, digits, - or _", s)
-		}
+	// One letter passes: the core sees it as org-x, which has three.
+	if !ValidCoreName(s) && !(len(s) == 1 && ValidCoreName(s+"x")) {
+		return fieldErr(field, "%q must be a letter followed by letters, digits, - or _ (the mobile core's rule %s)", s, CoreNameRule)
 	}
 	return nil
 }
@@ -196,12 +217,16 @@ func validateSiteNetwork(n SiteNetwork) error {
 		if err := validateRef(f+".id", c.ID); err != nil {
 			return err
 		}
+		// The id is the gNodeB's name in the core.
+		if !ValidCoreName(c.ID) {
+			return fieldErr(f+".id", "%q must be 2 to 256 characters: a letter, then letters, digits, - or _ (the mobile core's rule for gNodeB names, %s)", c.ID, CoreNameRule)
+		}
 		if seen[c.ID] {
 			return fieldErr(f+".id", "%q appears twice", c.ID)
 		}
 		seen[c.ID] = true
 		if c.TAC < 1 || c.TAC > 0xFFFFFF {
-			return fieldErr(f+".tac", "%d must be 1 to 16777215", c.TAC)
+			return fieldErr(f+".tac", "%d must be 1 to 16777215 (the mobile core's rule for a tracking area code: 24 bits, not 0)", c.TAC)
 		}
 		if c.Address == "" {
 			return fieldErr(f+".address", "is required: the cell's IP address or host name")
@@ -349,6 +374,11 @@ func validateSlice(sl Slice) error {
 	if m := sl.MBR; m != nil {
 		if m.Uplink <= 0 || m.Downlink <= 0 {
 			return fieldErr("mbr", "uplink and downlink must be positive bitrates in bits per second")
+		}
+		// The core enforces a slice's bitrate on each rule, in a 32-bit
+		// field of bits per second.
+		if m.Uplink > MaxRuleBitrate || m.Downlink > MaxRuleBitrate {
+			return fieldErr("mbr", "uplink and downlink must be at most %d bit/s (the mobile core's limit for a rule's bitrate, app-mbr-uplink/downlink)", int64(MaxRuleBitrate))
 		}
 		if m.BurstBytes < 0 {
 			return fieldErr("mbr.burstBytes", "must not be negative")

@@ -15,7 +15,9 @@
 // devices, device detail (live chart, twin, methods, C2D, keys), dashboards
 // (device-bound and PromQL tiles), templates (view, edit, import, export
 // JSON), rules and alerts (editor with live validation and dry run, inbox
-// with acknowledge, resolve and notes) and connectivity. Every form that
+// with acknowledge, resolve and notes) and connectivity (SIMs, device
+// groups, slices, and the mobile core: its link, and per object in sync,
+// pending or failed with the core's error). Every form that
 // changes something needs the operator or admin role, checked on the
 // server.
 package web

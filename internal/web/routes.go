@@ -77,7 +77,12 @@ func (s *Server) connectivity(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
-		d["SIMs"], d["Groups"], d["Slices"] = sims, groups, slices
+		core, err := s.deps.Connectivity.Core(r.Context(), org)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		d["SIMs"], d["Groups"], d["Slices"], d["Core"] = sims, groups, slices, core
 	}
 	s.render(w, r, http.StatusOK, "connectivity", d)
 }

@@ -266,9 +266,30 @@ type DeviceGroupRow struct {
 	ARP                                   int   // the traffic class's priority, 0 when unknown
 }
 
+// CoreView is the mobile core (SD-Core) as the connectivity page shows
+// it: the link (ok, unreachable, login_failed, starting, not_configured),
+// and each object's state there (in_sync, pending, failed) with the
+// core's own words.
+type CoreView struct {
+	Link, LinkDetail string
+	LinkSince        time.Time
+	LastReconcile    time.Time // zero: not read back yet
+	Unmanaged        int
+	InSync, Pending  int
+	Failed           int
+	Objects          []CoreObjectRow // groups, slices, and subscribers not in sync
+}
+
+// CoreObjectRow is one object's state in the mobile core.
+type CoreObjectRow struct {
+	Kind, Name, State, Detail string
+	At                        time.Time
+}
+
 // Connectivity reads the private network's subscriber side.
 type Connectivity interface {
 	SIMs(ctx context.Context, org string, limit int) ([]SIMRow, error)
 	DeviceGroups(ctx context.Context, org string) ([]DeviceGroupRow, error)
 	Slices(ctx context.Context, org string) ([]SliceRow, error)
+	Core(ctx context.Context, org string) (CoreView, error)
 }

@@ -2,15 +2,12 @@ package e2e
 
 import (
 	"encoding/json"
-	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/shopfloor/shopfloor/internal/config"
 	"github.com/shopfloor/shopfloor/internal/testutil"
 )
 
@@ -130,35 +127,6 @@ func TestDeviceGroupBitrateAtGateway(t *testing.T) {
 	if sim.Usage.UpBytes < int64(sent+12*per) || sim.Usage.UpMessages < int64(sent/per+12) {
 		t.Fatalf("metered usage %+v, sent at least %d bytes in %d messages", sim.Usage, sent+12*per, sent/per+12)
 	}
-}
-
-// With --sdcore the hub pushes an activated SIM to the SD-Core web console
-// as a subscriber.
-func TestSDCoreReceivesSubscriber(t *testing.T) {
-	var mu sync.Mutex
-	var paths []string
-	core := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		paths = append(paths, r.Method+" "+r.URL.Path)
-		mu.Unlock()
-		w.WriteHeader(http.StatusOK)
-	}))
-	defer core.Close()
-	hub := testutil.StartHub(t, testutil.Options{Mutate: func(c *config.Config) { c.SDCore = core.URL }})
-	a := hub.API()
-	iccid := luhn("894400000000000003")
-	a.MustDo(t, 201, "POST", "/api/v1/connectivity/sims", map[string]any{"iccid": iccid, "imsi": "001010000000003", "label": "press"}, nil)
-	a.MustDo(t, 200, "POST", "/api/v1/connectivity/sims/"+iccid+"/state", map[string]any{"state": "ACTIVATED"}, nil)
-	testutil.Eventually(t, 15*time.Second, "the subscriber pushed to SD-Core", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, p := range paths {
-			if p == "POST /api/subscriber/imsi-001010000000003" {
-				return true
-			}
-		}
-		return false
-	})
 }
 
 // bitrateDevice registers agv-7 with an activated SIM in a device group
