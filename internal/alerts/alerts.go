@@ -2,6 +2,7 @@ package alerts
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -189,4 +190,34 @@ func (ps Publishers) PublishAlert(ctx context.Context, ev AlertEvent) error {
 		}
 	}
 	return first
+}
+
+// Sender publishes one message on a subject; bus.Notifier satisfies it.
+type Sender interface {
+	Publish(ctx context.Context, subject string, data []byte) error
+}
+
+// LiveFeed publishes every alert change as JSON on its organization's
+// subject, so the console, edges and integrators can follow alerts live.
+// It is a feed, not a log: the alerts table is the record.
+type LiveFeed struct {
+	send    Sender
+	subject func(org string) string
+}
+
+// NewLiveFeed returns a publisher of alert events on subject(org).
+func NewLiveFeed(send Sender, subject func(org string) string) *LiveFeed {
+	return &LiveFeed{send: send, subject: subject}
+}
+
+// PublishAlert sends one event.
+func (f *LiveFeed) PublishAlert(ctx context.Context, ev AlertEvent) error {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("encode alert event: %w", err)
+	}
+	if err := f.send.Publish(ctx, f.subject(ev.Alert.Org), b); err != nil {
+		return fmt.Errorf("publish alert event: %w", err)
+	}
+	return nil
 }

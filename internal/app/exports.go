@@ -19,7 +19,7 @@ import (
 func (h *Hub) openExports(ctx context.Context) error {
 	m, err := export.New(ctx, export.Config{
 		DB: h.store.DB(), Driver: h.driverName(), Bus: busConsumer{h.Bus},
-		NATS: h.Bus.Conn(), SubjectPrefix: h.busPrefix(), Dir: filepath.Join(h.cfg.Data, "exports"),
+		NATS: h.Bus.Conn(), SubjectPrefix: h.Bus.Subjects().Prefix(), Dir: filepath.Join(h.cfg.Data, "exports"),
 		Directory: exportDirectory{h.Registry}, Egress: h.egress, Logger: h.log, Registerer: h.metrics,
 	})
 	if err != nil {

@@ -2,15 +2,12 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
@@ -46,9 +43,6 @@ func (h *Hub) driverName() string {
 	return "sqlite"
 }
 
-// busPrefix is the lower-cased subject prefix of the bus ("shopfloor").
-func (h *Hub) busPrefix() string { return strings.TrimSuffix(h.Bus.TelemetrySubject(), ".telemetry") }
-
 // openRules builds the rules store, the alerts service, the actions
 // dispatcher and the engine on the registry database. Call it after the bus
 // and the tsdb are open and before the gateway, whose connection events it
@@ -71,12 +65,12 @@ func (h *Hub) openRules(ctx context.Context) error {
 	}
 	if rs.dispatch, err = actions.New(ctx, actions.Config{
 		DB: db, Driver: driver, Source: rs.store, Recorder: rs.alerts,
-		Bus: natsPublisher{h.Bus.Conn()}, Subjects: h.Bus.Subjects(), Egress: h.egress, Logger: h.log,
+		Bus: h.Bus.Notifier(), Subjects: h.Bus.Subjects(), Egress: h.egress, Logger: h.log,
 		Devices: h.TwinDevices(),
 	}); err != nil {
 		return fmt.Errorf("open the actions outbox: %w", err)
 	}
-	pubs.ps = alerts.Publishers{rs.dispatch, alertBus{nc: h.Bus.Conn(), prefix: h.busPrefix()}}
+	pubs.ps = alerts.Publishers{rs.dispatch, alerts.NewLiveFeed(h.Bus.Notifier(), h.Bus.Subjects().Alerts)}
 	if rs.engine, err = rules.NewEngine(ctx, rules.Config{
 		Store: rs.store, Alerts: rs.alerts, Directory: rs.dir, History: rs.history, Logger: h.log,
 		Anomaly: h.anomalyScorer(), Before: h.anomalyBefore(),
@@ -167,41 +161,6 @@ type alertPublishers struct{ ps alerts.Publishers }
 
 func (p *alertPublishers) PublishAlert(ctx context.Context, ev alerts.AlertEvent) error {
 	return p.ps.PublishAlert(ctx, ev)
-}
-
-// alertBus publishes every alert change as JSON on <prefix>.alerts.<org>,
-// so the console, edges and integrators can follow alerts live.
-type alertBus struct {
-	nc     *nats.Conn
-	prefix string
-}
-
-// AlertSubject is the NATS subject alert events of org are published on.
-func AlertSubject(prefix, org string) string { return prefix + ".alerts." + org }
-
-func (a alertBus) PublishAlert(_ context.Context, ev alerts.AlertEvent) error {
-	b, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("encode alert event: %w", err)
-	}
-	// Core NATS: a live feed, not a durable log (the alerts table is).
-	if err := a.nc.Publish(AlertSubject(a.prefix, ev.Alert.Org), b); err != nil {
-		return fmt.Errorf("publish alert event: %w", err)
-	}
-	return nil
-}
-
-// natsPublisher is the actions' bus publisher.
-type natsPublisher struct{ nc *nats.Conn }
-
-func (p natsPublisher) Publish(ctx context.Context, subject string, data []byte) error {
-	if err := p.nc.Publish(subject, data); err != nil {
-		return err
-	}
-	// FlushWithContext needs a deadline.
-	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	return p.nc.FlushWithContext(fctx)
 }
 
 // deviceDirectory gives the rules engine a device's site, template and tags

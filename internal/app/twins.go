@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -38,7 +37,7 @@ func (h *Hub) openTwins(ctx context.Context) error {
 	}
 	router, err := command.New(command.Config{
 		Conn:   h.Bus.Conn(),
-		Prefix: strings.TrimSuffix(h.Bus.TelemetrySubject(), ".telemetry"),
+		Prefix: h.Bus.Subjects().Prefix(),
 		Logger: h.log,
 	})
 	if err != nil {

@@ -199,3 +199,21 @@ func (b *Bus) DeleteConsumer(ctx context.Context, name string) error {
 func (b *Bus) DeleteStream(ctx context.Context) error {
 	return b.js.DeleteStream(ctx, b.StreamName())
 }
+
+// Notifier publishes plain NATS messages: live feeds and rule actions,
+// which need no stream (what they report is kept elsewhere).
+type Notifier struct{ nc *nats.Conn }
+
+// Notifier returns the bus's plain publisher.
+func (b *Bus) Notifier() Notifier { return Notifier{b.nc} }
+
+// Publish sends data on subject and waits until the server has it.
+func (n Notifier) Publish(ctx context.Context, subject string, data []byte) error {
+	if err := n.nc.Publish(subject, data); err != nil {
+		return fmt.Errorf("publish on %s: %w", subject, err)
+	}
+	// FlushWithContext needs a deadline.
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return n.nc.FlushWithContext(fctx)
+}

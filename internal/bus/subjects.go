@@ -47,6 +47,9 @@ func (s Subjects) Prefix() string { return s.prefix }
 // Telemetry is where telemetry batches are published.
 func (s Subjects) Telemetry() string { return s.prefix + ".telemetry" }
 
+// Alerts is where org's alert events are published as a live feed.
+func (s Subjects) Alerts(org string) string { return s.prefix + ".alerts." + org }
+
 // OrgSpace is the root of org's own subject space, "<prefix>.exports.<org>";
 // the organization may publish on subjects below it.
 func (s Subjects) OrgSpace(org string) string { return s.prefix + ".exports." + org }
