@@ -132,7 +132,8 @@ type Deps struct {
 	Exports    Exports
 	// Twins serves device twins, direct methods and cloud-to-device
 	// messages (twin.go); their routes answer 503 when nil.
-	Twins Twins
+	Twins   Twins
+	Methods Methods
 	// Templates and Jobs serve /api/v1/templates and /api/v1/jobs
 	// (templates.go, jobs.go); nil answers 503.
 	Templates Templates

@@ -14,11 +14,13 @@ import (
 
 	"github.com/shopfloor/shopfloor/internal/actions"
 	"github.com/shopfloor/shopfloor/internal/alerts"
+	"github.com/shopfloor/shopfloor/internal/command"
 	"github.com/shopfloor/shopfloor/internal/export"
 	"github.com/shopfloor/shopfloor/internal/jobs"
 	"github.com/shopfloor/shopfloor/internal/registry"
 	"github.com/shopfloor/shopfloor/internal/rules"
 	"github.com/shopfloor/shopfloor/internal/template"
+	"github.com/shopfloor/shopfloor/internal/twin"
 )
 
 // Body size limits. A bigger body is refused whole, before anything changes.
@@ -78,6 +80,12 @@ var domainErrors = []struct {
 	{export.ErrInvalid, http.StatusBadRequest, "invalid"},
 	{export.ErrNotFound, http.StatusNotFound, "not_found"},
 	{export.ErrConflict, http.StatusConflict, "conflict"},
+	{twin.ErrInvalid, http.StatusBadRequest, "invalid"},
+	{twin.ErrPrecondition, http.StatusPreconditionFailed, "precondition_failed"},
+	{twin.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
+	{twin.ErrQueueFull, http.StatusConflict, "queue_full"},
+	{command.ErrOffline, http.StatusNotFound, "device_offline"},
+	{command.ErrTimeout, http.StatusGatewayTimeout, "timeout"},
 }
 
 // classify maps an error to status, code and the message the caller sees.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"regexp"
@@ -15,71 +14,39 @@ import (
 	"unicode/utf8"
 
 	"github.com/shopfloor/shopfloor/internal/registry"
+	"github.com/shopfloor/shopfloor/internal/twin"
 )
 
 // Twin routes: device twins, direct methods and cloud-to-device messages.
-// The hub adapts internal/twin and internal/command to the Twins interface.
+// The bodies are internal/twin's own types.
 
-// Errors a Twins implementation wraps so that they map to their status;
-// registry.ErrInvalid maps to 400 as everywhere.
-var (
-	ErrPreconditionFailed = errors.New("the twin changed")      // 412
-	ErrTooLarge           = errors.New("too large")             // 413
-	ErrDeviceOffline      = errors.New("device not connected")  // 404
-	ErrDeviceTimeout      = errors.New("device did not answer") // 504
-	ErrQueueFull          = errors.New("message queue full")    // 409
-)
-
-// Twins serves twins, methods and cloud-to-device messages.
+// Twins serves twins and cloud-to-device messages; *twin.Service
+// satisfies it.
 type Twins interface {
-	GetTwin(ctx context.Context, org, device string) (Twin, error)
-	// PatchTwin merges tags and desired properties (JSON merge patches,
-	// nil leaves a part alone); ifMatch, when not empty, must be the etag.
-	PatchTwin(ctx context.Context, org, device string, tags, desired json.RawMessage, ifMatch string) (Twin, error)
-	InvokeMethod(ctx context.Context, org, device, method string, payload []byte, timeout time.Duration) (status int, response []byte, err error)
-	SendC2D(ctx context.Context, org, device string, body []byte, props map[string]string, ttl time.Duration) (C2DMessage, error)
-	// ListC2D lists messages in a state: pending (""), delivered, expired, rejected.
-	ListC2D(ctx context.Context, org, device, state string) ([]C2DMessage, error)
-	PurgeC2D(ctx context.Context, org, device string) (int, error)
+	Get(ctx context.Context, org, device string) (twin.Twin, error)
+	// Change merges tags and desired properties (JSON merge patches, nil
+	// leaves a part alone); ifMatch, when not empty, must be the etag.
+	Change(ctx context.Context, org, device string, p twin.Patch, ifMatch string) (twin.Twin, error)
+	Queue(ctx context.Context, org, device string, body []byte, props map[string]string, ttl time.Duration) (twin.Message, error)
+	// List lists messages in a state: pending (""), delivered, expired, rejected.
+	List(ctx context.Context, org, device, state string) ([]twin.Message, error)
+	Purge(ctx context.Context, org, device string) (int, error)
 }
 
-// Twin is the service view of a device twin.
-type Twin struct {
-	DeviceID   string         `json:"deviceId"`
-	ETag       string         `json:"etag"`
-	Version    int64          `json:"version"`
-	Tags       map[string]any `json:"tags"`
-	Properties TwinProperties `json:"properties"`
-}
-
-// TwinProperties are the desired and reported properties, each with its
-// $version.
-type TwinProperties struct {
-	Desired  map[string]any `json:"desired"`
-	Reported map[string]any `json:"reported"`
-}
-
-// C2DMessage is a queued cloud-to-device message and its delivery state.
-type C2DMessage struct {
-	ID            string            `json:"id"`
-	DeviceID      string            `json:"deviceId"`
-	Properties    map[string]string `json:"properties"`
-	CreatedAt     time.Time         `json:"createdAt"`
-	ExpiresAt     time.Time         `json:"expiresAt"`
-	DeliveryCount int               `json:"deliveryCount"`
-	State         string            `json:"state"`
-	Body          []byte            `json:"-"`
+// Methods invokes direct methods; *command.Router satisfies it.
+type Methods interface {
+	Invoke(ctx context.Context, org, device, method string, payload []byte, timeout time.Duration) (status int, response []byte, err error)
 }
 
 // c2dView shows the body as text when it is UTF-8, else base64.
 type c2dView struct {
-	C2DMessage
+	twin.Message
 	Body       *string `json:"body,omitempty"`
 	BodyBase64 *string `json:"bodyBase64,omitempty"`
 }
 
-func viewC2D(m C2DMessage) c2dView {
-	v := c2dView{C2DMessage: m}
+func viewC2D(m twin.Message) c2dView {
+	v := c2dView{Message: m}
 	if utf8.Valid(m.Body) {
 		s := string(m.Body)
 		v.Body = &s
@@ -109,15 +76,15 @@ const (
 
 var methodNameRE = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
 
-var exampleTwin = Twin{DeviceID: "press-7", ETag: `"12"`, Version: 12,
+var exampleTwin = twin.View{DeviceID: "press-7", ETag: `"12"`, Version: 12,
 	Tags: map[string]any{"line": "3"},
-	Properties: TwinProperties{
+	Properties: twin.ViewProperties{
 		Desired:  map[string]any{"setpoint": 72.5, "$version": 4},
 		Reported: map[string]any{"temperature": 71.9, "firmware": "2.4.1", "$version": 9},
 	}}
 
-var exampleC2D = C2DMessage{ID: "5f1c0a7e9d3b42a8c6e1f0d2", DeviceID: "press-7", Properties: map[string]string{"priority": "high"},
-	CreatedAt: exampleTime, ExpiresAt: exampleTime.Add(time.Hour), State: "pending"}
+var exampleC2D = twin.Message{ID: "5f1c0a7e9d3b42a8c6e1f0d2", DeviceID: "press-7", Properties: map[string]string{"priority": "high"},
+	Created: exampleTime, Expires: exampleTime.Add(time.Hour), State: "pending"}
 
 func twinSchemas() (twin, patch, msg schema) {
 	props := schema{"type": "object", "description": "properties with their $version", "required": []string{"$version"},
@@ -154,7 +121,7 @@ func (s *Server) twinRoutes() {
 	idOnly := map[string]string{"id": "device id"}
 	twinSchema, patchSchema, msgSchema := twinSchemas()
 	body := "a body"
-	exampleMsg := c2dView{C2DMessage: exampleC2D, Body: &body}
+	exampleMsg := c2dView{Message: exampleC2D, Body: &body}
 	s.add(&route{Method: "GET", Pattern: "/api/v1/devices/{id}/twin", ID: "getTwin", Tag: "twins", Role: registry.RoleViewer,
 		Summary: "Get a device's twin: tags, desired and reported properties; the ETag header carries its etag", PathParams: idOnly,
 		Responses: []response{{Status: 200, Description: "the twin", Body: &content{Schema: twinSchema, Example: exampleTwin}}},
@@ -272,29 +239,10 @@ func (c *seenDevices) forget(id string) {
 	delete(c.m, id)
 }
 
-// twinError maps the Twins sentinels to statuses.
-func twinError(err error) error {
-	for _, m := range []struct {
-		target error
-		status int
-		code   string
-	}{
-		{ErrPreconditionFailed, http.StatusPreconditionFailed, "precondition_failed"},
-		{ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
-		{ErrDeviceOffline, http.StatusNotFound, "device_offline"},
-		{ErrDeviceTimeout, http.StatusGatewayTimeout, "timeout"},
-		{ErrQueueFull, http.StatusConflict, "queue_full"},
-	} {
-		if errors.Is(err, m.target) {
-			return &httpError{Status: m.status, Code: m.code, Message: err.Error()}
-		}
-	}
-	return err
-}
-
-func writeTwin(w http.ResponseWriter, t Twin) {
-	w.Header().Set("ETag", t.ETag)
-	writeJSON(w, http.StatusOK, t)
+func writeTwin(w http.ResponseWriter, t twin.Twin) {
+	v := t.View()
+	w.Header().Set("ETag", v.ETag)
+	writeJSON(w, http.StatusOK, v)
 }
 
 func (s *Server) getTwin(w http.ResponseWriter, r *http.Request) error {
@@ -302,9 +250,9 @@ func (s *Server) getTwin(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	t, err := s.deps.Twins.GetTwin(r.Context(), orgOf(r), id)
+	t, err := s.deps.Twins.Get(r.Context(), orgOf(r), id)
 	if err != nil {
-		return twinError(err)
+		return err
 	}
 	writeTwin(w, t)
 	return nil
@@ -326,9 +274,9 @@ func (s *Server) patchTwin(w http.ResponseWriter, r *http.Request) error {
 	if req.Tags == nil && desired == nil {
 		return invalid(`the patch changes nothing: give "tags" and/or "properties": {"desired": {…}}`)
 	}
-	t, err := s.deps.Twins.PatchTwin(r.Context(), orgOf(r), id, req.Tags, desired, r.Header.Get("If-Match"))
+	t, err := s.deps.Twins.Change(r.Context(), orgOf(r), id, twin.Patch{Tags: req.Tags, Desired: desired}, r.Header.Get("If-Match"))
 	if err != nil {
-		return twinError(err)
+		return err
 	}
 	writeTwin(w, t)
 	return nil
@@ -360,9 +308,12 @@ func (s *Server) invokeMethod(w http.ResponseWriter, r *http.Request) error {
 	} else if !json.Valid(payload) {
 		return invalid("the method payload must be JSON (for example {\"speed\": 3}); send null for none")
 	}
-	status, resp, err := s.deps.Twins.InvokeMethod(r.Context(), orgOf(r), id, name, payload, timeout)
+	if s.deps.Methods == nil {
+		return &httpError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "direct methods are not available on this hub"}
+	}
+	status, resp, err := s.deps.Methods.Invoke(r.Context(), orgOf(r), id, name, payload, timeout)
 	if err != nil {
-		return twinError(err)
+		return err
 	}
 	out := methodResult{Status: status, Payload: json.RawMessage("null")}
 	switch {
@@ -408,9 +359,9 @@ func (s *Server) sendC2D(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return &httpError{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: "the message is larger than 64 KB (IoT Hub's limit); send a smaller message"}
 	}
-	m, err := s.deps.Twins.SendC2D(r.Context(), orgOf(r), id, body, props, ttl)
+	m, err := s.deps.Twins.Queue(r.Context(), orgOf(r), id, body, props, ttl)
 	if err != nil {
-		return twinError(err)
+		return err
 	}
 	m.Body = body
 	writeJSON(w, http.StatusCreated, viewC2D(m))
@@ -422,9 +373,9 @@ func (s *Server) listC2D(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	ms, err := s.deps.Twins.ListC2D(r.Context(), orgOf(r), id, r.URL.Query().Get("state"))
+	ms, err := s.deps.Twins.List(r.Context(), orgOf(r), id, r.URL.Query().Get("state"))
 	if err != nil {
-		return twinError(err)
+		return err
 	}
 	out := make([]c2dView, len(ms))
 	for i, m := range ms {
@@ -439,9 +390,9 @@ func (s *Server) purgeC2D(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	n, err := s.deps.Twins.PurgeC2D(r.Context(), orgOf(r), id)
+	n, err := s.deps.Twins.Purge(r.Context(), orgOf(r), id)
 	if err != nil {
-		return twinError(err)
+		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]int{"purged": n})
 	return nil

@@ -150,11 +150,12 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 		return nil, err
 	}
 	h.egress = egress.New(allow, logger)
-	// Twins before rules: rule actions reach devices through them.
-	if err := h.openTwins(ctx); err != nil {
+	// Templates before twins (patches and payloads are checked against
+	// them), twins before rules (rule actions reach devices through them).
+	if err := h.openTemplates(ctx); err != nil {
 		return nil, err
 	}
-	if err := h.openTemplates(ctx); err != nil {
+	if err := h.openTwins(ctx); err != nil {
 		return nil, err
 	}
 	if err := h.openRules(ctx); err != nil {
@@ -212,7 +213,8 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 		Metrics:       promhttp.HandlerFor(h.metrics, promhttp.HandlerOpts{}),
 		Ready:         h.ready.Load,
 		SASToken:      azure.SASToken,
-		Twins:         templateTwins{twinAPI{h.twins}, h},
+		Twins:         h.twins.svc,
+		Methods:       h.twins.router,
 		Templates:     h.tmpl.svc,
 		Jobs:          h.tmpl.jobs,
 		Users:         usersAPI{h.users},

@@ -9,7 +9,6 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/shopfloor/shopfloor/internal/api"
 	"github.com/shopfloor/shopfloor/internal/bus"
 	"github.com/shopfloor/shopfloor/internal/jobs"
 	"github.com/shopfloor/shopfloor/internal/registry"
@@ -135,12 +134,11 @@ func (e jobExec) Desired(ctx context.Context, org, device string, patch json.Raw
 	if err := e.h.tmpl.enforce.CheckDesired(ctx, org, device, tmpl, patch); err != nil {
 		return err
 	}
-	_, err = e.h.twins.patchDesired(ctx, org, device, twin.Patch{Desired: patch}, "")
+	_, err = e.h.twins.svc.Change(ctx, org, device, twin.Patch{Desired: patch}, "")
 	return err
 }
 
 func (e jobExec) Method(ctx context.Context, org, device string, m jobs.Method) (int, []byte, error) {
-	e.h.checkCommand(ctx, org, device, m.Name, m.Payload)
 	return e.h.twins.router.Invoke(ctx, org, device, m.Name, m.Payload, time.Duration(m.TimeoutSeconds)*time.Second)
 }
 
@@ -151,24 +149,4 @@ func tmplErr(err error) error {
 		template.ErrInvalid, registry.ErrInvalid,
 		template.ErrNotFound, registry.ErrNotFound,
 		template.ErrExists, registry.ErrConflict)
-}
-
-// templateTwins is the REST API's twins with desired patches and method
-// payloads checked against the device's template.
-type templateTwins struct {
-	twinAPI
-	h *Hub
-}
-
-// PatchTwin refuses desired properties that break the device's template.
-func (a templateTwins) PatchTwin(ctx context.Context, org, device string, tags, desired json.RawMessage, ifMatch string) (api.Twin, error) {
-	if err := a.h.tmpl.enforce.CheckDesiredOf(ctx, org, device, desired); err != nil {
-		return api.Twin{}, err
-	}
-	return a.twinAPI.PatchTwin(ctx, org, device, tags, desired, ifMatch)
-}
-
-func (a templateTwins) InvokeMethod(ctx context.Context, org, device, method string, payload []byte, timeout time.Duration) (int, []byte, error) {
-	a.h.checkCommand(ctx, org, device, method, payload)
-	return a.twinAPI.InvokeMethod(ctx, org, device, method, payload, timeout)
 }

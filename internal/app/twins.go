@@ -2,17 +2,14 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/shopfloor/shopfloor/internal/api"
 	"github.com/shopfloor/shopfloor/internal/command"
 	"github.com/shopfloor/shopfloor/internal/gateway"
-	"github.com/shopfloor/shopfloor/internal/registry"
 	"github.com/shopfloor/shopfloor/internal/twin"
 )
 
@@ -23,25 +20,27 @@ type twinSet struct {
 	router *command.Router
 }
 
-// openTwins opens the twin tables and the router. Call it after the bus and
-// before the gateway (whose Cloud it provides); attach the gateway with
-// h.twins.router.SetDevices once it exists.
+// openTwins opens the router and the twin tables. Call it after the bus and
+// the templates (desired patches and method payloads are checked against
+// them) and before the gateway (whose Cloud it provides); attach the
+// gateway with h.twins.router.SetDevices once it exists.
 func (h *Hub) openTwins(ctx context.Context) error {
 	driver := "sqlite"
 	if h.cfg.Postgres != "" {
 		driver = "pgx"
 	}
-	svc, err := twin.New(ctx, twin.Config{DB: h.store.DB(), Driver: driver})
-	if err != nil {
-		return fmt.Errorf("open the twin store: %w", err)
-	}
 	router, err := command.New(command.Config{
 		Conn:   h.Bus.Conn(),
 		Prefix: h.Bus.Subjects().Prefix(),
 		Logger: h.log,
+		Check:  h.checkCommand,
 	})
 	if err != nil {
 		return fmt.Errorf("start the command router: %w", err)
+	}
+	svc, err := twin.New(ctx, twin.Config{DB: h.store.DB(), Driver: driver, Notifier: router, Check: h.tmpl.enforce})
+	if err != nil {
+		return fmt.Errorf("open the twin store: %w", err)
 	}
 	h.twins = &twinSet{svc: svc, router: router}
 	return nil
@@ -133,110 +132,6 @@ func (c twinCloud) CompleteC2D(ctx context.Context, org, device, id string) erro
 	return c.ts.svc.Complete(ctx, org, device, id)
 }
 
-// twinAPI is the REST API's view (api.Twins).
-type twinAPI struct{ ts *twinSet }
-
-func apiTwin(t twin.Twin) api.Twin {
-	desired := map[string]any{"$version": t.DesiredVersion}
-	for k, v := range t.Desired {
-		desired[k] = v
-	}
-	reported := map[string]any{"$version": t.ReportedVersion}
-	for k, v := range t.Reported {
-		reported[k] = v
-	}
-	tags := t.Tags
-	if tags == nil {
-		tags = map[string]any{}
-	}
-	return api.Twin{DeviceID: t.DeviceID, ETag: t.ETag(), Version: t.Version, Tags: tags,
-		Properties: api.TwinProperties{Desired: desired, Reported: reported}}
-}
-
-func apiErr(err error) error {
-	return mapTwinErr(err,
-		twin.ErrInvalid, registry.ErrInvalid,
-		twin.ErrTooLarge, api.ErrTooLarge,
-		twin.ErrPrecondition, api.ErrPreconditionFailed,
-		twin.ErrQueueFull, api.ErrQueueFull,
-		command.ErrOffline, api.ErrDeviceOffline,
-		command.ErrTimeout, api.ErrDeviceTimeout)
-}
-
-func (a twinAPI) GetTwin(ctx context.Context, org, device string) (api.Twin, error) {
-	t, err := a.ts.svc.Get(ctx, org, device)
-	if err != nil {
-		return api.Twin{}, apiErr(err)
-	}
-	return apiTwin(t), nil
-}
-
-func (a twinAPI) PatchTwin(ctx context.Context, org, device string, tags, desired json.RawMessage, ifMatch string) (api.Twin, error) {
-	t, err := a.ts.patchDesired(ctx, org, device, twin.Patch{Tags: tags, Desired: desired}, ifMatch)
-	if err != nil {
-		return api.Twin{}, apiErr(err)
-	}
-	return apiTwin(t), nil
-}
-
-// patchDesired patches and notifies the device of a desired change.
-func (ts *twinSet) patchDesired(ctx context.Context, org, device string, p twin.Patch, ifMatch string) (twin.Twin, error) {
-	res, err := ts.svc.Patch(ctx, org, device, p, ifMatch)
-	if err != nil {
-		return twin.Twin{}, err
-	}
-	if res.DesiredPatch != nil {
-		// The patch is stored; a lost notification is repaired by the
-		// device's twin GET when it reconnects.
-		_ = ts.router.NotifyDesired(org, device, res.Twin.DesiredVersion, res.DesiredPatch)
-	}
-	return res.Twin, nil
-}
-
-func (a twinAPI) InvokeMethod(ctx context.Context, org, device, method string, payload []byte, timeout time.Duration) (int, []byte, error) {
-	st, resp, err := a.ts.router.Invoke(ctx, org, device, method, payload, timeout)
-	return st, resp, apiErr(err)
-}
-
-func (a twinAPI) SendC2D(ctx context.Context, org, device string, body []byte, props map[string]string, ttl time.Duration) (api.C2DMessage, error) {
-	m, err := a.ts.sendC2D(ctx, org, device, body, props, ttl)
-	if err != nil {
-		return api.C2DMessage{}, apiErr(err)
-	}
-	return apiC2D(m), nil
-}
-
-func (ts *twinSet) sendC2D(ctx context.Context, org, device string, body []byte, props map[string]string, ttl time.Duration) (twin.Message, error) {
-	m, err := ts.svc.Send(ctx, org, device, body, props, ttl)
-	if err != nil {
-		return twin.Message{}, err
-	}
-	_ = ts.router.NotifyC2D(org, device) // queued: delivered at the latest when the device reconnects
-	return m, nil
-}
-
-func apiC2D(m twin.Message) api.C2DMessage {
-	return api.C2DMessage{ID: m.ID, DeviceID: m.DeviceID, Properties: m.Properties, CreatedAt: m.Created.UTC(),
-		ExpiresAt: m.Expires.UTC(), DeliveryCount: m.Attempts, State: m.State, Body: m.Body}
-}
-
-func (a twinAPI) ListC2D(ctx context.Context, org, device, state string) ([]api.C2DMessage, error) {
-	ms, err := a.ts.svc.List(ctx, org, device, state)
-	if err != nil {
-		return nil, apiErr(err)
-	}
-	out := make([]api.C2DMessage, len(ms))
-	for i, m := range ms {
-		out[i] = apiC2D(m)
-	}
-	return out, nil
-}
-
-func (a twinAPI) PurgeC2D(ctx context.Context, org, device string) (int, error) {
-	n, err := a.ts.svc.Purge(ctx, org, device)
-	return n, apiErr(err)
-}
-
 // TwinDevices is what rule actions use to reach devices (it satisfies
 // actions.Devices): direct methods, desired patches and C2D messages.
 type TwinDevices struct {
@@ -252,18 +147,15 @@ func (d TwinDevices) InvokeMethod(ctx context.Context, org, device, method strin
 	return d.ts.router.Invoke(ctx, org, device, method, payload, timeout)
 }
 
-// PatchDesired merges a desired-properties patch and notifies the device.
-// A patch that breaks the device's template is refused (see checkDesired).
+// PatchDesired merges a desired-properties patch and notifies the device;
+// a patch that breaks the device's template is refused.
 func (d TwinDevices) PatchDesired(ctx context.Context, org, device string, patch []byte) error {
-	if err := d.h.tmpl.enforce.CheckDesiredOf(ctx, org, device, patch); err != nil {
-		return err
-	}
-	_, err := d.ts.patchDesired(ctx, org, device, twin.Patch{Desired: patch}, "")
+	_, err := d.ts.svc.Change(ctx, org, device, twin.Patch{Desired: patch}, "")
 	return err
 }
 
 // SendC2D queues a cloud-to-device message with the default TTL.
 func (d TwinDevices) SendC2D(ctx context.Context, org, device string, payload []byte) error {
-	_, err := d.ts.sendC2D(ctx, org, device, payload, nil, 0)
+	_, err := d.ts.svc.Queue(ctx, org, device, payload, nil, 0)
 	return err
 }

@@ -216,10 +216,13 @@ func (c consoleTwins) Get(ctx context.Context, org, device string) (web.Twin, er
 	return toConsoleTwin(t)
 }
 
+// PatchDesired goes through the same checks as the REST API: a patch that
+// breaks the device's template is refused.
 func (c consoleTwins) PatchDesired(ctx context.Context, org, device string, patch json.RawMessage, ifMatch string) (web.Twin, error) {
-	t, err := c.ts.patchDesired(ctx, org, device, twin.Patch{Desired: patch}, ifMatch)
+	t, err := c.ts.svc.Change(ctx, org, device, twin.Patch{Desired: patch}, ifMatch)
 	if err != nil {
-		return web.Twin{}, err
+		return web.Twin{}, mapTwinErr(err, template.ErrInvalid, registry.ErrInvalid, twin.ErrInvalid, registry.ErrInvalid,
+			twin.ErrPrecondition, registry.ErrConflict)
 	}
 	return toConsoleTwin(t)
 }
@@ -230,7 +233,7 @@ func (c consoleTwins) Invoke(ctx context.Context, org, device, method string, pa
 }
 
 func (c consoleTwins) Send(ctx context.Context, org, device string, body []byte) error {
-	_, err := c.ts.sendC2D(ctx, org, device, body, nil, 0)
+	_, err := c.ts.svc.Queue(ctx, org, device, body, nil, 0)
 	return err
 }
 

@@ -44,6 +44,10 @@ type Config struct {
 	// one device's traffic stays in order); default 8. A write to a device
 	// that does not read blocks only the devices of its worker.
 	Workers int
+	// Check, when set, sees every method call before it goes out: the hub
+	// counts payloads that break the device's template (the call goes
+	// ahead all the same; the device has the last word).
+	Check func(ctx context.Context, org, device, method string, payload []byte)
 }
 
 // Kinds of per-device subjects.
@@ -69,6 +73,7 @@ type Router struct {
 	prefix  string
 	devices Devices
 	log     *slog.Logger
+	check   func(ctx context.Context, org, device, method string, payload []byte)
 	in      []chan *nats.Msg // one per worker
 
 	mu       sync.Mutex
@@ -116,7 +121,7 @@ func New(cfg Config) (*Router, error) {
 	for i := range in {
 		in[i] = make(chan *nats.Msg, max(cfg.Buffer/cfg.Workers, 64))
 	}
-	return &Router{nc: cfg.Conn, prefix: cfg.Prefix, devices: cfg.Devices, log: cfg.Logger,
+	return &Router{nc: cfg.Conn, prefix: cfg.Prefix, devices: cfg.Devices, log: cfg.Logger, check: cfg.Check,
 		in: in, attached: map[string]*attachment{}, pending: map[string]*call{}}, nil
 }
 
@@ -334,6 +339,9 @@ func (r *Router) MethodResponse(device, rid string, status int, payload []byte) 
 // connection, or the device does not listen for methods; ErrTimeout: it did
 // not answer in time.
 func (r *Router) Invoke(ctx context.Context, org, device, method string, payload []byte, timeout time.Duration) (int, []byte, error) {
+	if r.check != nil {
+		r.check(ctx, org, device, method, payload)
+	}
 	if r.local(org, device) {
 		return r.invokeLocal(ctx, device, method, payload, timeout)
 	}

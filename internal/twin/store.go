@@ -26,6 +26,10 @@ type Config struct {
 	DefaultTTL    time.Duration // default 1h
 	MaxTTL        time.Duration // default 48h (IoT Hub's limit)
 	MaxBody       int           // largest cloud-to-device message; default 64 KiB
+
+	// Notifier and Check serve Change and Queue; either may be nil.
+	Notifier Notifier
+	Check    DesiredCheck
 }
 
 func (c Config) withDefaults() Config {
