@@ -196,7 +196,7 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 	}
 
 	prom := promapi.New(h.TSDB.Queryable, api.OrgFromRequest, logger, promapi.Options{})
-	console, err := h.newConsole()
+	console, err := h.newConsole(prom)
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"path/filepath"
 	"sort"
@@ -13,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/prometheus/promql"
-	"github.com/prometheus/prometheus/promql/parser"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shopfloor/shopfloor/internal/alerts"
@@ -22,6 +19,7 @@ import (
 	"github.com/shopfloor/shopfloor/internal/api"
 	"github.com/shopfloor/shopfloor/internal/connectivity"
 	"github.com/shopfloor/shopfloor/internal/gateway"
+	"github.com/shopfloor/shopfloor/internal/promapi"
 	"github.com/shopfloor/shopfloor/internal/registry"
 	"github.com/shopfloor/shopfloor/internal/rules"
 	"github.com/shopfloor/shopfloor/internal/template"
@@ -33,7 +31,7 @@ import (
 
 // newConsole builds the web console on the hub's modules. The API server
 // mounts it at "/".
-func (h *Hub) newConsole() (http.Handler, error) {
+func (h *Hub) newConsole(prom *promapi.Handler) (http.Handler, error) {
 	dash, err := web.NewFileDashboards(filepath.Join(h.cfg.Data, "dashboards"))
 	if err != nil {
 		return nil, fmt.Errorf("web console: %w", err)
@@ -79,7 +77,7 @@ func (h *Hub) newConsole() (http.Handler, error) {
 		Rules:        rulesView,
 		Inbox:        inboxView,
 		Templates:    tmplView,
-		PromQL:       newConsolePromQL(h.TSDB, h.log),
+		PromQL:       consolePromQL{prom},
 		Connectivity: connView,
 		Twins:        twinsView,
 		Methods:      methodsView,
@@ -535,36 +533,17 @@ func (c consoleTemplates) DeleteTemplate(ctx context.Context, org, id string) er
 	return tmplErr(c.svc.Delete(ctx, org, id))
 }
 
-// consolePromQL evaluates dashboard tiles' PromQL on the tsdb, server side,
-// with the same engine settings as /prometheus/.
-type consolePromQL struct {
-	db     *tsdb.DB
-	engine *promql.Engine
-}
-
-func newConsolePromQL(db *tsdb.DB, log *slog.Logger) consolePromQL {
-	return consolePromQL{db: db, engine: promql.NewEngine(promql.EngineOpts{
-		Logger: log, MaxSamples: 5_000_000, Timeout: 30 * time.Second, LookbackDelta: 5 * time.Minute,
-		EnableAtModifier: true, EnableNegativeOffset: true, Parser: parser.NewParser(parser.Options{}),
-	})}
-}
+// consolePromQL evaluates dashboard tiles' PromQL server side, on the
+// same engine as /prometheus/.
+type consolePromQL struct{ prom *promapi.Handler }
 
 // maxTileSeries bounds what one tile draws.
 const maxTileSeries = 8
 
 func (p consolePromQL) QueryRange(ctx context.Context, org, expr string, start, end time.Time, step time.Duration) ([]web.Series, error) {
-	q, err := p.engine.NewRangeQuery(ctx, p.db.Queryable(org), nil, expr, start, end, step)
+	m, err := p.prom.QueryRange(ctx, org, expr, start, end, step)
 	if err != nil {
-		return nil, fmt.Errorf("%v: %w", err, registry.ErrInvalid)
-	}
-	defer q.Close()
-	res := q.Exec(ctx)
-	if res.Err != nil {
-		return nil, fmt.Errorf("%v: %w", res.Err, registry.ErrInvalid)
-	}
-	m, err := res.Matrix()
-	if err != nil {
-		return nil, fmt.Errorf("the expression must return series (a range vector result): %w", registry.ErrInvalid)
+		return nil, mapTwinErr(err, promapi.ErrQuery, registry.ErrInvalid)
 	}
 	sort.Sort(m)
 	out := make([]web.Series, 0, min(len(m), maxTileSeries))

@@ -543,3 +543,27 @@ func encodeValue(v parser.Value) any {
 	}
 	return nil
 }
+
+// ErrQuery marks an expression that does not parse, fails or does not
+// return series; its message says why.
+var ErrQuery = errors.New("PromQL query failed")
+
+// QueryRange evaluates expr over org's series with the same engine and
+// limits as the HTTP API: the console's dashboard tiles use it, so a tile
+// and /prometheus/ agree.
+func (h *Handler) QueryRange(ctx context.Context, org, expr string, start, end time.Time, step time.Duration) (promql.Matrix, error) {
+	q, err := h.engine.NewRangeQuery(ctx, h.queryable(org), nil, expr, start, end, step)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrQuery, err)
+	}
+	defer q.Close()
+	res := q.Exec(ctx)
+	if res.Err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrQuery, res.Err)
+	}
+	m, err := res.Matrix()
+	if err != nil {
+		return nil, fmt.Errorf("%w: the expression must return series (a range vector result)", ErrQuery)
+	}
+	return m, nil
+}

@@ -273,3 +273,25 @@ func TestPromtoolQueryRange(t *testing.T) {
 		}
 	}
 }
+
+// The console's tiles evaluate PromQL through the same engine, with the
+// same tenancy: org a sees its series only, and a bad expression is
+// ErrQuery.
+func TestQueryRangeForConsole(t *testing.T) {
+	end := time.Now().Truncate(time.Second)
+	db := newStore(t, end)
+	h := promapi.New(db.Queryable, orgFromHeader, slog.New(slog.DiscardHandler), promapi.Options{})
+	t.Cleanup(func() { h.Close() })
+	m, err := h.QueryRange(context.Background(), "a", `motor_rpm`, end.Add(-5*time.Minute), end, time.Minute)
+	if err != nil || len(m) != 1 {
+		t.Fatalf("matrix %v, %v", m, err)
+	}
+	for _, f := range m[0].Floats {
+		if f.F >= 10000 {
+			t.Fatalf("org a's query saw org b's value %v", f.F)
+		}
+	}
+	if _, err := h.QueryRange(context.Background(), "a", `sum(`, end.Add(-time.Minute), end, time.Minute); !errors.Is(err, promapi.ErrQuery) {
+		t.Fatalf("bad expression: %v", err)
+	}
+}
