@@ -288,9 +288,17 @@ func evalFile(s *series, opts Options, labels map[string][]nab.Window, sum *Summ
 	alerts := make([]bool, n)
 	top := make([]string, n)
 	var res anomaly.Result
+	td, timed := det.(anomaly.TimedDetector)
 	for i := 0; i < n; i++ {
-		det.Observe(s.row(i), &res)
+		if timed {
+			td.ObserveAt(s.times[i], s.row(i), &res)
+		} else {
+			det.Observe(s.row(i), &res)
+		}
 		scores[i] = res.Score
+		if opts.Format == FormatNABCSV {
+			scores[i] = res.Likelihood
+		}
 		alerts[i] = res.Alert
 		if len(res.Contributions) > 0 {
 			top[i] = res.Contributions[0].Field + ":" + res.Contributions[0].Reason.String()
