@@ -24,14 +24,14 @@ type Reason uint8
 
 // Reasons a field can be blamed for.
 const (
-	ReasonNone   Reason = iota
-	ReasonSpike         // a single value far from the learned level
-	ReasonShift         // the recent level moved away from the learned one
-	ReasonStuck         // the value repeats far longer than it normally does
-	ReasonJoint         // the field departs from how it normally moves with the device's other fields
-	ReasonSpread        // the recent spread (variance) of the field moved away from the learned one
-	ReasonJump          // the value stepped from the previous one far more than it normally does
-	ReasonSeasonal      // the value is far from what the field did at this time of day over the last days
+	ReasonNone     Reason = iota
+	ReasonSpike           // a single value far from the learned level
+	ReasonShift           // the recent level moved away from the learned one
+	ReasonStuck           // the value repeats far longer than it normally does
+	ReasonJoint           // the field departs from how it normally moves with the device's other fields
+	ReasonSpread          // the recent spread (variance) of the field moved away from the learned one
+	ReasonJump            // the value stepped from the previous one far more than it normally does
+	ReasonSeasonal        // the value is far from what the field did at this time of day over the last days
 )
 
 func (r Reason) String() string {

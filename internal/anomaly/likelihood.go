@@ -71,9 +71,15 @@ func (m *tailModel) log10p(x float64) float64 {
 	return lp - math.Log10(1+xi*y)/xi
 }
 
+// likeRate is the tail model's forgetting rate per point, 1−2^(−1/likeHalfLife).
+const likeRate = 3.4651354e-4
+
+// likeDecay is the per-point decay of the recent surprise, 2^(−1/likeClusterHalfLife).
+const likeDecay = 0.99826863
+
 func (m *tailModel) learn(x float64) {
 	m.n++
-	a := math.Max(1/m.n, 1-math.Exp2(-1/likeHalfLife))
+	a := math.Max(1/m.n, likeRate)
 	m.mean += a * (x - m.mean)
 	if m.n < likeWarm {
 		m.t = math.Max(m.t, x) * 0.999 // start high, so the tracker comes down to the quantile
@@ -115,7 +121,7 @@ func binOf(t int64) int {
 
 // observe returns the log10 surprise to report for v at time t (0: no
 // time) and learns v. It is 0 until the tail model has seen enough.
-func (l *likelihood) observe(t int64, v float64, halfLife float64) (surprise float64, seasonal bool) {
+func (l *likelihood) observe(t int64, v float64, rate float64) (surprise float64, seasonal bool) {
 	resid := math.NaN()
 	b := -1
 	switch {
@@ -132,12 +138,12 @@ func (l *likelihood) observe(t int64, v float64, halfLife float64) (surprise flo
 	if !math.IsNaN(resid) {
 		s := math.Max(-l.tail.log10p(resid), 0)
 		surprise = math.Max(s-likeDecluster*l.recent, 0)
-		l.recent = math.Max(l.recent*math.Exp2(-1/likeClusterHalfLife), s)
+		l.recent = math.Max(l.recent*likeDecay, s)
 		l.tail.learn(resid)
 	}
 
 	l.n++
-	l.level += math.Max(1/l.n, 1-math.Exp2(-1/halfLife)) * (v - l.level)
+	l.level += math.Max(1/l.n, rate) * (v - l.level)
 	if b >= 0 {
 		if l.lastT != 0 {
 			if d := float64(t-l.lastT) / 1e9; d > 0 {

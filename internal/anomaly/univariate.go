@@ -268,7 +268,7 @@ func (u *Univariate) observeAt(t int64, v float64, res *Result) {
 			u.smean, u.svar = u.mean, u.dvar
 		}
 	}
-	sur, seasonal := u.lk.observe(t, v, float64(u.cfg.HalfLife))
+	sur, seasonal := u.lk.observe(t, v, u.alpha)
 	if warm {
 		u.surprise = sur
 		res.Likelihood = likelihoodScore(sur)

@@ -1,0 +1,254 @@
+package anomaly
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+var likeT0 = time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC) // a Monday
+
+// TestLikelihoodCalibratedOnNoise: on Gaussian noise, a score of 0.5
+// means an estimated probability of 10⁻⁵, so it should be reached about
+// that often (declustering only lowers it), and an 8 σ spike must reach it.
+func TestLikelihoodCalibratedOnNoise(t *testing.T) {
+	u, err := NewUnivariate(UnivariateConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(7, 7))
+	const n = 200_000
+	var res Result
+	high, top := 0, 0.0
+	for i := 0; i < n; i++ {
+		u.ObserveValueAt(likeT0.Add(time.Duration(i)*time.Minute), 10+r.NormFloat64(), &res)
+		if res.Likelihood >= 0.5 {
+			high++
+		}
+		top = math.Max(top, res.Likelihood)
+	}
+	// 10⁻⁵ of 200,000 is 2; the tail is estimated from a few hundred
+	// excesses, so allow an order of magnitude.
+	if high > 20 {
+		t.Errorf("%d of %d noise points scored ≥ 0.5 (≈ %.0e each); want about 2", high, n, float64(high)/n)
+	}
+	if top <= 0.1 {
+		t.Errorf("largest noise score %.3f: the score is degenerate", top)
+	}
+	u.ObserveValueAt(likeT0.Add(n*time.Minute), 18, &res)
+	if res.Likelihood < 0.5 {
+		t.Errorf("an 8 σ spike scored %.3f, want ≥ 0.5", res.Likelihood)
+	}
+	t.Logf("noise: %d of %d points ≥ 0.5, largest %.3f; 8 σ spike %.3f", high, n, top, res.Likelihood)
+}
+
+// dailySquare is 20 at night and 80 from 09:00 to 18:00, noise sd 1, every
+// 5 minutes: the shape of NAB's artificial daily files.
+func dailySquare(r *rand.Rand, t time.Time) float64 {
+	v := 20.0
+	if h := t.Hour(); h >= 9 && h < 18 {
+		v = 80
+	}
+	return v + r.NormFloat64()
+}
+
+// TestLikelihoodSeasonal: a value normal at 10:00 is anomalous at 03:00,
+// and the night level is anomalous when the day should have begun (NAB's
+// art_daily_nojump): no step and no departure from the long-run range,
+// so only the time of day tells.
+func TestLikelihoodSeasonal(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 3))
+	days := make([]float64, 12*288)
+	for i := range days {
+		days[i] = dailySquare(r, likeT0.Add(time.Duration(i)*5*time.Minute))
+	}
+	learn := func() (*Univariate, float64) {
+		u, _ := NewUnivariate(UnivariateConfig{Warmup: 600})
+		var res Result
+		top := 0.0
+		for i, v := range days {
+			u.ObserveValueAt(likeT0.Add(time.Duration(i)*5*time.Minute), v, &res)
+			if i >= 3*288 {
+				top = math.Max(top, res.Likelihood)
+			}
+		}
+		return u, top
+	}
+	u, top := learn()
+	if top >= 0.5 {
+		t.Errorf("the normal daily cycle scored up to %.3f after 3 days, want < 0.5", top)
+	}
+	day13 := likeT0.Add(12 * 24 * time.Hour)
+	var res Result
+	u.ObserveValueAt(day13.Add(3*time.Hour), 80, &res)
+	if res.Likelihood < 0.5 {
+		t.Errorf("80 at 03:00 scored %.3f, want ≥ 0.5 (the night level is 20)", res.Likelihood)
+	}
+	at3 := res.Likelihood
+
+	// Day 13 without its day: 20 from midnight to 11:00.
+	u, _ = learn()
+	first, reason := time.Duration(-1), ReasonNone
+	for ts := day13; ts.Before(day13.Add(11 * time.Hour)); ts = ts.Add(5 * time.Minute) {
+		u.ObserveValueAt(ts, 20+r.NormFloat64(), &res)
+		if ts.Hour() < 9 && res.Likelihood >= 0.5 {
+			t.Errorf("the night of day 13 scored %.3f at %s", res.Likelihood, ts.Format("15:04"))
+		}
+		if first < 0 && res.Likelihood >= 0.5 {
+			first = ts.Sub(day13)
+			if len(res.Contributions) > 0 {
+				reason = res.Contributions[0].Reason
+			}
+		}
+	}
+	if first < 0 || first > 10*time.Hour {
+		t.Errorf("a missing day first scored ≥ 0.5 at %v after midnight, want by 10:00", first)
+	}
+	if reason != ReasonSeasonal {
+		t.Errorf("a missing day was explained as %q, want %q", reason, ReasonSeasonal)
+	}
+	t.Logf("daily cycle: largest score over days 4–12 %.3f; 80 at 03:00 scored %.3f; a missing day first ≥ 0.5 at %v (%s)", top, at3, first, reason)
+}
+
+// TestLikelihoodMarksOnsets: a lasting level shift scores high where it
+// starts, not for as long as it lasts (the alert state machine is what
+// holds an alert).
+func TestLikelihoodMarksOnsets(t *testing.T) {
+	u, _ := NewUnivariate(UnivariateConfig{})
+	r := rand.New(rand.NewPCG(5, 5))
+	var res Result
+	i := 0
+	next := func(v float64) {
+		u.ObserveValueAt(likeT0.Add(time.Duration(i)*time.Minute), v, &res)
+		i++
+	}
+	for i < 20_000 {
+		next(10 + r.NormFloat64())
+	}
+	first, high := -1, 0
+	for k := 0; k < 2000; k++ {
+		next(18 + r.NormFloat64())
+		if res.Likelihood >= 0.5 {
+			high++
+			if first < 0 {
+				first = k
+			}
+		}
+	}
+	if first < 0 || first > 5 {
+		t.Errorf("an 8 σ shift first scored ≥ 0.5 at point %d of it, want within 5", first)
+	}
+	if high > 100 {
+		t.Errorf("%d of the shift's 2,000 points scored ≥ 0.5, want its start only (≤ 100)", high)
+	}
+	t.Logf("8 σ shift: first ≥ 0.5 at point %d, %d of 2,000 points ≥ 0.5", first, high)
+}
+
+// TestUnivariateGapIsABreak: across a gap of 4 days and 6 hours a daily
+// cycle resumes at another phase. Read as continuity, that is a step of
+// 20 (many times the usual step) and alerts; read as a break, nothing
+// alerts and the likelihood stays low, since the value is normal for its
+// time of day.
+func TestUnivariateGapIsABreak(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	sine := func(ts time.Time) float64 {
+		h := float64(ts.Hour()) + float64(ts.Minute())/60
+		return 10*math.Sin(2*math.Pi*h/24) + 0.5*r.NormFloat64()
+	}
+	var times []time.Time
+	for i := 0; i < 10*288; i++ {
+		times = append(times, likeT0.Add(time.Duration(i)*5*time.Minute))
+	}
+	// The last point before the gap is at 18:00 (trough), the first after
+	// it at 06:00 four days later... plus 6 h: 00:00 is the cycle's zero
+	// crossing, so resume at 06:00 (peak).
+	last := times[len(times)-1]
+	for last.Hour() != 18 || last.Minute() != 0 {
+		times = times[:len(times)-1]
+		last = times[len(times)-1]
+	}
+	resume := last.Add(4*24*time.Hour + 12*time.Hour)
+	for i := 0; i < 2*288; i++ {
+		times = append(times, resume.Add(time.Duration(i)*5*time.Minute))
+	}
+	vals := make([]float64, len(times))
+	for i, ts := range times {
+		vals[i] = sine(ts)
+	}
+	gapAt := len(times) - 2*288
+
+	run := func(timed bool) (alerts, high int) {
+		u, _ := NewUnivariate(UnivariateConfig{Warmup: 600})
+		var res Result
+		for i, v := range vals {
+			if timed {
+				u.ObserveValueAt(times[i], v, &res)
+			} else {
+				u.ObserveValue(v, &res)
+			}
+			if i >= gapAt && i < gapAt+288 {
+				if res.Alert {
+					alerts++
+				}
+				if res.Likelihood >= 0.5 {
+					high++
+				}
+			}
+		}
+		return alerts, high
+	}
+	untimedAlerts, _ := run(false)
+	alerts, high := run(true)
+	if untimedAlerts == 0 {
+		t.Fatalf("without timestamps the step across the gap raised no alert: the test no longer shows what the break prevents")
+	}
+	if alerts != 0 || high != 0 {
+		t.Errorf("with timestamps, the day after the gap had %d alert points and %d points scoring ≥ 0.5, want none", alerts, high)
+	}
+	t.Logf("day after the gap: %d alert points without timestamps, %d with (likelihood ≥ 0.5 on %d)", untimedAlerts, alerts, high)
+}
+
+// TestLikelihoodSnapshot: a restored detector continues the likelihood
+// bit for bit.
+func TestLikelihoodSnapshot(t *testing.T) {
+	a, _ := NewUnivariate(UnivariateConfig{})
+	r := rand.New(rand.NewPCG(11, 11))
+	var ra, rb Result
+	for i := 0; i < 3000; i++ {
+		ts := likeT0.Add(time.Duration(i) * 5 * time.Minute)
+		a.ObserveValueAt(ts, dailySquare(r, ts), &ra)
+	}
+	snap, err := a.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := NewUnivariate(UnivariateConfig{})
+	if err := b.UnmarshalBinary(snap); err != nil {
+		t.Fatal(err)
+	}
+	for i := 3000; i < 4000; i++ {
+		ts := likeT0.Add(time.Duration(i) * 5 * time.Minute)
+		v := dailySquare(r, ts)
+		if i == 3500 {
+			v += 40
+		}
+		a.ObserveValueAt(ts, v, &ra)
+		b.ObserveValueAt(ts, v, &rb)
+		if ra.Likelihood != rb.Likelihood || ra.Score != rb.Score {
+			t.Fatalf("point %d: original %v/%v, restored %v/%v", i, ra.Likelihood, ra.Score, rb.Likelihood, rb.Score)
+		}
+	}
+}
+
+// TestMemoryPerSeries: the budget is under 4 KB per series.
+func TestMemoryPerSeries(t *testing.T) {
+	u, _ := NewUnivariate(UnivariateConfig{})
+	f, _ := NewFieldwise([]string{"a", "b", "c", "d", "e", "f", "g", "h"}, UnivariateConfig{})
+	g := Guarded(f, 400)
+	per := g.MemoryBytes() / 8
+	if u.MemoryBytes() >= 4096 || per >= 4096 {
+		t.Errorf("Univariate %d bytes, guarded 8-field Fieldwise %d bytes per field; want < 4,096", u.MemoryBytes(), per)
+	}
+	t.Logf("Univariate %d bytes; guarded 8-field Fieldwise %d bytes (%d per field)", u.MemoryBytes(), g.MemoryBytes(), per)
+}
