@@ -41,13 +41,16 @@
 // their limits, persistence and hysteresis, are unchanged by it. Per value
 // (likelihood.go): the distance from what the series did at the same time
 // of day (48 half-hour bins, each remembering about 5 days of visits,
-// whatever the sampling rate; without timestamps, the distance from the
-// long-run level); its tail probability under a generalised Pareto fitted
-// by moments to the excesses over the tracked 98th percentile, forgotten
-// with a half-life of 2,000 points (peaks over threshold, after Siffer et
-// al., "Anomaly detection in streams with extreme value theory", KDD 2017);
-// and declustering: half of the largest recent surprise (half-life 400
-// points) is subtracted, so a lasting change reads as new once. A
+// whatever the sampling rate, with updates winsorised at 3 times the
+// residuals' 98th percentile so a spike does not drag the profile; without
+// timestamps, the distance from the long-run level); its tail probability
+// under a generalised Pareto fitted by moments to the excesses over the
+// tracked 98th percentile (each excess counted at most 10 times the mean
+// excess), forgotten with a half-life of 2,000 points (peaks over
+// threshold, after Siffer et al., "Anomaly detection in streams with
+// extreme value theory", KDD 2017); and declustering: half of the largest
+// recent surprise (half-life 400 points, remembered up to p = 10⁻¹⁰) is
+// subtracted, so a lasting change reads as new once. A
 // Fieldwise device reports its most surprising field at the probability
 // that any of its d fields is that surprising (s − log10 d). When only the
 // likelihood finds a point unusual (p ≤ 10⁻⁵, Score below the alert

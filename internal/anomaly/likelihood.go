@@ -35,9 +35,12 @@ const (
 	likeMinExcess       = 5      // excesses needed before the tail is trusted
 	likeDecluster       = 0.5
 	likeClusterHalfLife = 400.0
+	likeClusterCap      = 10  // the largest surprise the declustering remembers
+	likeExcessCap       = 10  // an excess counts at most this many times the mean excess
 	likeHalf            = 5.0 // −log10 p at which the score is 0.5
 	likeGammaMax        = 0.9 // caps the Pareto shape (its variance diverges at 0.5, its mean at 1)
 	likeWarm            = 20  // points before the threshold is tracked
+	likeClamp           = 3   // profile updates are winsorised at this many times the tail threshold
 )
 
 // tailModel is the peaks-over-threshold estimate of a non-negative
@@ -89,6 +92,13 @@ func (m *tailModel) learn(x float64) {
 	if x > m.t {
 		over = 1
 		ex := x - m.t
+		if m.ne >= likeMinExcess {
+			// One enormous excess would otherwise fatten the fitted
+			// tail, and hide everything after it, for thousands of
+			// points; a tail that is really heavier still raises the
+			// mean excess step by step.
+			ex = math.Min(ex, likeExcessCap*m.e1)
+		}
 		m.ne++
 		b := math.Max(1/m.ne, a/(1-likeQuantile)) // the same memory in time as the rate
 		m.e1 += b * (ex - m.e1)
@@ -138,7 +148,10 @@ func (l *likelihood) observe(t int64, v float64, rate float64) (surprise float64
 	if !math.IsNaN(resid) {
 		s := math.Max(-l.tail.log10p(resid), 0)
 		surprise = math.Max(s-likeDecluster*l.recent, 0)
-		l.recent = math.Max(l.recent*likeDecay, s)
+		// Capped, so one enormous value does not silence the score
+		// for thousands of points: beyond p = 10⁻¹⁰ a surprise says
+		// nothing more about which cluster a later point belongs to.
+		l.recent = math.Max(l.recent*likeDecay, math.Min(s, likeClusterCap))
 		l.tail.learn(resid)
 	}
 
@@ -162,7 +175,16 @@ func (l *likelihood) observe(t int64, v float64, rate float64) (surprise float64
 			perVisit = math.Max(1, 86400/seasonBins/l.dt)
 		}
 		l.profN[b]++
-		l.prof[b] += (v - l.prof[b]) / math.Min(l.profN[b], likeProfileDays*perVisit)
+		d := v - l.prof[b]
+		if l.profN[b] > 2 && l.tail.ne >= likeMinExcess && l.tail.t > 0 {
+			// Winsorised: a spike moves the profile no more than a
+			// value likeClamp times the residuals' 98th percentile
+			// away would, so the normal values after it are not read
+			// as surprising.
+			c := likeClamp * l.tail.t
+			d = math.Max(math.Min(d, c), -c)
+		}
+		l.prof[b] += d / math.Min(l.profN[b], likeProfileDays*perVisit)
 	}
 	return surprise, seasonal
 }
