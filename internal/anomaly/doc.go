@@ -46,7 +46,9 @@
 // timestamps, the distance from the long-run level); its tail probability
 // under a generalised Pareto fitted by moments to the excesses over the
 // tracked 98th percentile (each excess counted at most 10 times the mean
-// excess), forgotten with a half-life of 2,000 points (peaks over
+// excess; a series whose residuals are mostly exactly zero gets its tail
+// over zero, and a first move p ≈ 3 / points seen), forgotten with a
+// half-life of 2,000 points (peaks over
 // threshold, after Siffer et al., "Anomaly detection in streams with
 // extreme value theory", KDD 2017); and declustering: half of the largest
 // recent surprise (half-life 400 points, remembered up to p = 10⁻¹⁰) is

@@ -53,7 +53,21 @@ type tailModel struct {
 
 // log10p is the log10 of the estimated probability of a value at least x.
 func (m *tailModel) log10p(x float64) float64 {
-	if m.n < likeWarm || m.ne < likeMinExcess || m.t <= 0 {
+	if m.n < likeWarm {
+		return 0
+	}
+	if m.t <= 0 {
+		// More than 2% of the residuals are exactly zero: a constant or
+		// quantised series. Model the non-zero ones as the excesses over
+		// 0; before there are enough, a move is rare, but no rarer than
+		// about one in the points seen (the rule of three).
+		if x <= 0 {
+			return 0
+		}
+		if m.ne < likeMinExcess {
+			return math.Log10(math.Max(m.rate, 3*math.Max(1/m.n, likeRate)))
+		}
+	} else if m.ne < likeMinExcess {
 		return 0
 	}
 	if x <= m.t {
@@ -105,7 +119,7 @@ func (m *tailModel) learn(x float64) {
 		m.e2 += b * (ex*ex - m.e2)
 	}
 	m.rate += a * (over - m.rate)
-	m.t += likeQuantileStep * m.mean * (over - (1 - likeQuantile))
+	m.t = math.Max(m.t+likeQuantileStep*m.mean*(over-(1-likeQuantile)), 0)
 }
 
 // likelihood is the per-series state of the likelihood score.

@@ -334,3 +334,26 @@ func TestLikelihoodAfterAHugeSpike(t *testing.T) {
 	}
 	t.Logf("spike %.3f; 80 at 03:00 17 hours later %.3f", spike, night)
 }
+
+// TestLikelihoodConstantSeries: a setpoint that has not moved for three
+// days then moves. Its residuals are all zero, so there is no tail to
+// extrapolate; the score must still rank the move far above the flat
+// stretch (about one in the points seen: p ≈ 10⁻³, score ≈ 0.37).
+func TestLikelihoodConstantSeries(t *testing.T) {
+	u, _ := NewUnivariate(UnivariateConfig{})
+	var res Result
+	flat := 0.0
+	n := 3 * 1440
+	for i := 0; i < n; i++ {
+		u.ObserveValueAt(likeT0.Add(time.Duration(i)*time.Minute), 5, &res)
+		flat = math.Max(flat, res.Likelihood)
+	}
+	u.ObserveValueAt(likeT0.Add(time.Duration(n)*time.Minute), 6, &res)
+	if flat != 0 || res.Likelihood < 0.3 {
+		t.Errorf("constant series: flat stretch up to %.3f, the move %.3f; want 0 and ≥ 0.3", flat, res.Likelihood)
+	}
+	if !res.Alert {
+		t.Errorf("the move off a constant value raised no alert")
+	}
+	t.Logf("constant series: the move scores %.3f (alert %v)", res.Likelihood, res.Alert)
+}
