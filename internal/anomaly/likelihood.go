@@ -10,18 +10,25 @@ import "math"
 //
 //  1. A residual. With timestamps: the distance of the value from what the
 //     series did at the same time of day over about the last
-//     likeProfileDays days (seasonBins bins of the day). Without
+//     likeProfileDays days (seasonBins bins of the day, in UTC: the bins
+//     are labels, so any time zone's cycle falls into them, and a
+//     daylight-saving shift is relearnt in a few days). Updates of the
+//     profile are winsorised, so a spike does not drag it along. Without
 //     timestamps: the distance from the long-run level.
 //  2. Its tail probability p under a generalised Pareto fitted, by the
 //     method of moments, to the residuals' excesses over their tracked
 //     likeQuantile-quantile, forgotten with half-life likeHalfLife points
 //     (peaks over threshold, as in Siffer et al., "Anomaly detection in
-//     streams with extreme value theory", KDD 2017).
+//     streams with extreme value theory", KDD 2017). Each excess counts at
+//     most likeExcessCap times the mean excess, and a series whose
+//     residuals are mostly exactly zero (constant, quantised) has its tail
+//     over zero.
 //  3. Declustering: surprises come in clusters (a level shift is surprising
 //     for as long as the profile has not caught up), and only the first
 //     should read as new. The reported surprise is −log10 p minus
-//     likeDecluster × the largest recent surprise, which decays with
-//     half-life likeClusterHalfLife points.
+//     likeDecluster × the largest recent surprise (at most
+//     likeClusterCap), which decays with half-life likeClusterHalfLife
+//     points.
 //
 // The score is s/(s+likeHalf) for the reported surprise s = −log10 p: 0.5 at
 // p = 10⁻⁵, rising towards 1. The constants were chosen on the NAB
@@ -33,14 +40,14 @@ const (
 	likeQuantileStep    = 0.01   // quantile tracking step, in units of the mean residual
 	likeHalfLife        = 2000.0 // forgetting of the tail model, in points
 	likeMinExcess       = 5      // excesses needed before the tail is trusted
-	likeDecluster       = 0.5
-	likeClusterHalfLife = 400.0
-	likeClusterCap      = 10  // the largest surprise the declustering remembers
-	likeExcessCap       = 10  // an excess counts at most this many times the mean excess
-	likeHalf            = 5.0 // −log10 p at which the score is 0.5
-	likeGammaMax        = 0.9 // caps the Pareto shape (its variance diverges at 0.5, its mean at 1)
-	likeWarm            = 20  // points before the threshold is tracked
-	likeClamp           = 3   // profile updates are winsorised at this many times the tail threshold
+	likeDecluster       = 0.5    // the share of the largest recent surprise a new one must exceed
+	likeClusterHalfLife = 400.0  // how fast that memory fades, in points
+	likeClusterCap      = 10     // the largest surprise the declustering remembers
+	likeExcessCap       = 10     // an excess counts at most this many times the mean excess
+	likeHalf            = 5.0    // −log10 p at which the score is 0.5
+	likeGammaMax        = 0.9    // caps the Pareto shape (its variance diverges at 0.5, its mean at 1)
+	likeWarm            = 20     // points before the threshold is tracked
+	likeClamp           = 3      // profile updates are winsorised at this many times the tail threshold
 )
 
 // tailModel is the peaks-over-threshold estimate of a non-negative

@@ -554,7 +554,7 @@ func (f *Fieldwise) Observe(x []float64, res *Result) { f.observeAt(0, x, res) }
 
 // ObserveAt implements TimedDetector.
 func (f *Fieldwise) ObserveAt(t time.Time, x []float64, res *Result) {
-	f.observeAt(t.UnixNano(), x, res)
+	f.observeAt(unixNano(t), x, res)
 }
 
 func (f *Fieldwise) observeAt(t int64, x []float64, res *Result) {
