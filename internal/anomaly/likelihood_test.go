@@ -357,3 +357,44 @@ func TestLikelihoodConstantSeries(t *testing.T) {
 	}
 	t.Logf("constant series: the move scores %.3f (alert %v)", res.Likelihood, res.Alert)
 }
+
+// TestUnivariateReadsVersion7: a snapshot written before the likelihood
+// score (version 7: the same layout without the likelihood's state) is
+// restored, alerts and all, with the likelihood learning afresh, so a hub
+// upgrade does not make every device relearn.
+func TestUnivariateReadsVersion7(t *testing.T) {
+	a, _ := NewUnivariate(UnivariateConfig{})
+	r := rand.New(rand.NewPCG(19, 19))
+	var ra, rb Result
+	for i := 0; i < 2000; i++ {
+		a.ObserveValue(10+r.NormFloat64(), &ra)
+	}
+	v8, err := a.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e encoder
+	a.lk.encode(&e)
+	tag := 8 + len("univariate") // the tag's length prefix and bytes, then the version
+	v7 := append([]byte(nil), v8[:len(v8)-len(e.b)]...)
+	v7[tag] = 7
+	b, _ := NewUnivariate(UnivariateConfig{})
+	if err := b.UnmarshalBinary(v7); err != nil {
+		t.Fatalf("version 7 snapshot refused: %v", err)
+	}
+	if b.lk.n != 0 || b.n != a.n || b.mean != a.mean {
+		t.Fatalf("restored from version 7: n %d mean %v likelihood n %v; want n %d mean %v and an empty likelihood", b.n, b.mean, b.lk.n, a.n, a.mean)
+	}
+	for i := 0; i < 100; i++ {
+		v := 10 + r.NormFloat64()
+		a.ObserveValue(v, &ra)
+		b.ObserveValue(v, &rb)
+		if ra.Score != rb.Score || ra.Alert != rb.Alert {
+			t.Fatalf("point %d: alert statistics differ after a version 7 restore: %v/%v against %v/%v", i, rb.Score, rb.Alert, ra.Score, ra.Alert)
+		}
+	}
+	v7[tag] = 6
+	if err := b.UnmarshalBinary(v7); err == nil {
+		t.Errorf("a version 6 snapshot was accepted")
+	}
+}
