@@ -203,6 +203,12 @@
 // Changepoint: NAB standard 70.2 dev, 64.7 held-out, but a detector that
 // reports every 60 rows regardless of the data scores 84.7 and 70.2.
 //
+// The likelihood score's settings were chosen on NAB's 24 development
+// files (the other 34 are held out): NAB standard 67.62, reward-low-FP
+// 58.12, reward-low-FN 72.43 at NAB's optimised threshold (TestNABDev
+// holds these; the target of 75 on the full corpus is not met).
+// Ensembles with the alert statistics or a CUSUM scored lower.
+//
 // This package must not import the bus, gateway, registry, tsdb or api
 // packages, nor cobra: the hub feeds it; internal/anomaly/eval holds the
 // command line.
