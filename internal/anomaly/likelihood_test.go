@@ -1,6 +1,7 @@
 package anomaly
 
 import (
+	"context"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -397,4 +398,35 @@ func TestUnivariateReadsVersion7(t *testing.T) {
 	if err := b.UnmarshalBinary(v7); err == nil {
 		t.Errorf("a version 6 snapshot was accepted")
 	}
+}
+
+// TestServiceStatusShowsLikelihood: the hub's service (what the API
+// returns) carries the likelihood and its explanation.
+func TestServiceStatusShowsLikelihood(t *testing.T) {
+	ctx := t.Context()
+	s, err := NewService(ServiceConfig{Default: Template{Warmup: 600}, Write: func(context.Context, []Scored) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(23, 23))
+	obs := func(ts time.Time, v float64) {
+		if err := s.Observe(ctx, Update{Org: "o", Device: "d", Time: ts, Values: map[string]float64{"load": v}}, "site"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 12*288; i++ {
+		ts := likeT0.Add(time.Duration(i) * 5 * time.Minute)
+		obs(ts, dailySquare(r, ts))
+	}
+	day13 := likeT0.Add(12 * 24 * time.Hour)
+	for ts := day13; ts.Before(day13.Add(11 * time.Hour)); ts = ts.Add(5 * time.Minute) {
+		obs(ts, 20+r.NormFloat64())
+		if st := s.Status("o", "d"); st.Likelihood >= 0.5 {
+			if len(st.Contributions) == 0 || st.Contributions[0].Reason != ReasonSeasonal {
+				t.Fatalf("status at %s: likelihood %.3f, contributions %+v; want the reason %q", ts.Format("15:04"), st.Likelihood, st.Contributions, ReasonSeasonal)
+			}
+			return
+		}
+	}
+	t.Errorf("a missing day never showed a likelihood ≥ 0.5 in the service's status")
 }
