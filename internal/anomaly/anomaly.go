@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 )
 
 // Sentinel errors. Callers match them with errors.Is.
@@ -23,13 +24,14 @@ type Reason uint8
 
 // Reasons a field can be blamed for.
 const (
-	ReasonNone   Reason = iota
-	ReasonSpike         // a single value far from the learned level
-	ReasonShift         // the recent level moved away from the learned one
-	ReasonStuck         // the value repeats far longer than it normally does
-	ReasonJoint         // the field departs from how it normally moves with the device's other fields
-	ReasonSpread        // the recent spread (variance) of the field moved away from the learned one
-	ReasonJump          // the value stepped from the previous one far more than it normally does
+	ReasonNone     Reason = iota
+	ReasonSpike           // a single value far from the learned level
+	ReasonShift           // the recent level moved away from the learned one
+	ReasonStuck           // the value repeats far longer than it normally does
+	ReasonJoint           // the field departs from how it normally moves with the device's other fields
+	ReasonSpread          // the recent spread (variance) of the field moved away from the learned one
+	ReasonJump            // the value stepped from the previous one far more than it normally does
+	ReasonSeasonal        // the value is far from what the field did at this time of day over the last days
 )
 
 func (r Reason) String() string {
@@ -46,6 +48,8 @@ func (r Reason) String() string {
 		return "spread"
 	case ReasonJump:
 		return "jump"
+	case ReasonSeasonal:
+		return "seasonal"
 	}
 	return "none"
 }
@@ -73,6 +77,15 @@ type Result struct {
 	// alert level or above it for Persist points in a row, and keep an
 	// alert on while it stays above Hysteresis × the level (0.1; RCF 0.7).
 	Alert bool `json:"alert"`
+	// Likelihood is a calibrated score of how improbable the point is given
+	// the series' recent history, for ranking and threshold sweeps: 0.5
+	// at an estimated probability of 10⁻⁵, towards 1 as it falls, and high
+	// at the start of an unusual episode rather than throughout it
+	// (likelihood.go). It is separate from Score and Alert, which the
+	// alert state machine (limits, persistence, hysteresis) drives. 0
+	// while warming up, and from detectors that do not compute it (PCA,
+	// RCF, Changepoint).
+	Likelihood float64 `json:"likelihood"`
 	// Warm is true once the learning period is over.
 	Warm bool `json:"warm"`
 	// WarmupRemaining counts points still needed before scoring starts.
@@ -96,6 +109,15 @@ type Detector interface {
 	MemoryBytes() int
 	encoding.BinaryMarshaler
 	encoding.BinaryUnmarshaler
+}
+
+// TimedDetector is a Detector that also uses each point's timestamp: a gap
+// in time is a break rather than continuity, and the time of day places
+// the point in its daily cycle. Observe on such a detector is ObserveAt
+// without a time (no gaps, no cycle).
+type TimedDetector interface {
+	Detector
+	ObserveAt(t time.Time, x []float64, res *Result)
 }
 
 // scoreOf maps r = statistic/limit to [0,1): 0.5 at the limit, 0.75 at

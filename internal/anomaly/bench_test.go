@@ -21,6 +21,25 @@ func BenchmarkUnivariate(b *testing.B) {
 	}
 }
 
+// BenchmarkUnivariateTimed is the default univariate path as the hub runs
+// it, with timestamps (one a minute), so the likelihood score's daily
+// profile and gap check are in the cost.
+func BenchmarkUnivariateTimed(b *testing.B) {
+	u, _ := NewUnivariate(UnivariateConfig{})
+	r := rand.New(rand.NewPCG(1, 1))
+	vals := make([]float64, 4096)
+	for i := range vals {
+		vals[i] = 10 + r.NormFloat64()
+	}
+	t0 := time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
+	var res Result
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		u.ObserveValueAt(t0.Add(time.Duration(i)*time.Minute), vals[i&4095], &res)
+	}
+}
+
 func benchRows(d int) [][]float64 {
 	r := rand.New(rand.NewPCG(2, 2))
 	rows := make([][]float64, 4096)

@@ -122,6 +122,20 @@ func (d *decoder) header(tag string, version uint64) {
 	}
 }
 
+// headerOf is header for a reader of versions oldest..newest; it returns
+// the snapshot's version.
+func (d *decoder) headerOf(tag string, oldest, newest uint64) uint64 {
+	if got := d.str(); d.err == nil && got != tag {
+		d.err = fmt.Errorf("%w: snapshot is for a %q detector, not %q", ErrSnapshot, got, tag)
+		return 0
+	}
+	got := d.u64()
+	if d.err == nil && (got < oldest || got > newest) {
+		d.err = fmt.Errorf("%w: snapshot version %d, this build reads versions %d to %d", ErrSnapshot, got, oldest, newest)
+	}
+	return got
+}
+
 func (d *decoder) done() error {
 	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("%w: %d unexpected trailing bytes", ErrSnapshot, len(d.b))

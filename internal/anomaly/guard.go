@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"time"
 )
 
 // guard keeps gross values (error codes such as 65535 or 1e38, garbled
@@ -40,6 +41,7 @@ type guard struct {
 	d      int
 	warm   bool
 	seed   []float64 // seedN rows of d values
+	seedT  [seedN]time.Time
 	seedK  int
 	// Per field: count, mean and squared deviations of the accepted
 	// values, and gross values left out in a row (−1: no longer checked).
@@ -63,9 +65,13 @@ func (g *guard) Fields() []string { return g.det.Fields() }
 func (g *guard) MemoryBytes() int { return g.det.MemoryBytes() + 8*(seedN+5)*g.d + 96 }
 
 // Observe implements Detector.
-func (g *guard) Observe(x []float64, res *Result) {
+func (g *guard) Observe(x []float64, res *Result) { g.ObserveAt(time.Time{}, x, res) }
+
+// ObserveAt implements TimedDetector; the timestamp reaches the model if it
+// uses time.
+func (g *guard) ObserveAt(t time.Time, x []float64, res *Result) {
 	if g.warm {
-		g.det.Observe(x, res)
+		g.next(t, x, res)
 		return
 	}
 	if g.seedK < seedN {
@@ -73,13 +79,23 @@ func (g *guard) Observe(x []float64, res *Result) {
 		res.Score, res.Alert, res.Warm = 0, false, false
 		res.WarmupRemaining = g.warmup - g.seedK
 		copy(g.seed[g.seedK*g.d:], x)
+		g.seedT[g.seedK] = t
 		g.seedK++
 		if g.seedK == seedN {
 			g.useSeed(res)
 		}
 		return
 	}
-	g.pass(x, res)
+	g.pass(t, x, res)
+}
+
+// next hands one row to the model, with its time if the model uses time.
+func (g *guard) next(t time.Time, x []float64, res *Result) {
+	if td, ok := g.det.(TimedDetector); ok && !t.IsZero() {
+		td.ObserveAt(t, x, res)
+		return
+	}
+	g.det.Observe(x, res)
 }
 
 func (g *guard) useSeed(res *Result) {
@@ -122,13 +138,13 @@ func (g *guard) useSeed(res *Result) {
 		}
 	}
 	for r := 0; r < seedN; r++ {
-		g.pass(g.seed[r*g.d:(r+1)*g.d], res)
+		g.pass(g.seedT[r], g.seed[r*g.d:(r+1)*g.d], res)
 	}
 }
 
 // pass checks one warm-up row against the accepted values so far and hands
 // it on.
-func (g *guard) pass(x []float64, res *Result) {
+func (g *guard) pass(t time.Time, x []float64, res *Result) {
 	for f, v := range x {
 		g.x[f] = v
 		if math.IsNaN(v) || math.IsInf(v, 0) {
@@ -148,7 +164,7 @@ func (g *guard) pass(x []float64, res *Result) {
 		g.mean[f] += dlt / g.n[f]
 		g.m2[f] += dlt * (v - g.mean[f])
 	}
-	g.det.Observe(g.x, res)
+	g.next(t, g.x, res)
 	g.warm = res.Warm
 }
 

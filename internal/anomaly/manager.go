@@ -294,7 +294,12 @@ func (m *Manager) Observe(u Update, dst *DeviceScore) error {
 			d.x[i] = math.NaN()
 		}
 	}
-	d.det.Observe(d.x, &dst.Result)
+	if td, ok := d.det.(TimedDetector); ok {
+		// The update's time lets the model see gaps and the daily cycle.
+		td.ObserveAt(u.Time, d.x, &dst.Result)
+	} else {
+		d.det.Observe(d.x, &dst.Result)
+	}
 	return nil
 }
 

@@ -271,11 +271,15 @@ type Status struct {
 	// Warmup is how many updates the learning period lasts.
 	Warmup int `json:"warmup,omitempty"`
 	// Warm is false during the learning period: no score, no alerts.
-	Warm            bool           `json:"warm"`
-	WarmupRemaining int            `json:"warmupRemaining"`
-	Score           float64        `json:"score"`
-	Alert           bool           `json:"alert"`
-	Contributions   []Contribution `json:"contributions"`
+	Warm            bool    `json:"warm"`
+	WarmupRemaining int     `json:"warmupRemaining"`
+	Score           float64 `json:"score"`
+	Alert           bool    `json:"alert"`
+	// Likelihood is the latest update's likelihood score (Result.Likelihood):
+	// 0.5 at an estimated probability of 10⁻⁵ given the device's recent
+	// history, high where an unusual episode starts.
+	Likelihood    float64        `json:"likelihood"`
+	Contributions []Contribution `json:"contributions"`
 }
 
 // Status reports a device's detector.
@@ -293,7 +297,7 @@ func (s *Service) Status(org, device string) Status {
 	st.Seen = true
 	st.Time = d.last.Time.UTC()
 	st.Warm, st.WarmupRemaining = d.last.Warm, d.last.WarmupRemaining
-	st.Score, st.Alert = d.last.Score, d.last.Alert
+	st.Score, st.Alert, st.Likelihood = d.last.Score, d.last.Alert, d.last.Likelihood
 	st.Contributions = append(st.Contributions, d.last.Contributions...)
 	return st
 }

@@ -3,6 +3,7 @@ package anomaly
 import (
 	"fmt"
 	"math"
+	"time"
 	"unsafe"
 )
 
@@ -179,6 +180,9 @@ type Univariate struct {
 	w2    float64 // learned wander: variance of dm beyond what point noise explains
 	cal   [nStats]tail
 	limit [nStats]float64
+
+	lk       likelihood
+	surprise float64 // the likelihood's log10 surprise at the last point
 }
 
 // NewUnivariate builds a single-series detector.
@@ -219,7 +223,30 @@ func (u *Univariate) sd() float64 {
 	return s
 }
 
-func (u *Univariate) observe(v float64, res *Result) {
+func (u *Univariate) observe(v float64, res *Result) { u.observeAt(0, v, res) }
+
+// ObserveAt implements TimedDetector: with timestamps the likelihood score
+// learns the daily cycle, and a gap in time breaks the short-term
+// statistics instead of reading as one large step.
+func (u *Univariate) ObserveAt(t time.Time, x []float64, res *Result) {
+	u.observeAt(unixNano(t), x[0], res)
+}
+
+// ObserveValueAt is ObserveAt without the slice.
+func (u *Univariate) ObserveValueAt(t time.Time, v float64, res *Result) {
+	u.observeAt(unixNano(t), v, res)
+}
+
+// unixNano is t in unix nanoseconds, 0 for the zero time (no time).
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func (u *Univariate) observeAt(t int64, v float64, res *Result) {
+	res.Likelihood, u.surprise = 0, 0
 	res.Contributions = res.Contributions[:0]
 	res.Score, res.Alert = 0, false
 	warm := u.n >= int64(u.cfg.Warmup)
@@ -230,6 +257,21 @@ func (u *Univariate) observe(v float64, res *Result) {
 	}
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return // a missing value says nothing and teaches nothing
+	}
+	if t != 0 && u.lk.lastT != 0 && u.lk.dt > 0 && float64(t-u.lk.lastT)/1e9 > gapFactor*u.lk.dt {
+		// A gap (the machine or its link was off): the next value is not
+		// a step from the last one, and the short window starts again
+		// from the learned level rather than carrying the old one across.
+		u.prev = math.NaN()
+		u.run = 0
+		if u.n > u.fitN {
+			u.smean, u.svar = u.mean, u.dvar
+		}
+	}
+	sur, seasonal := u.lk.observe(t, v, u.alpha)
+	if warm {
+		u.surprise = sur
+		res.Likelihood = likelihoodScore(sur)
 	}
 
 	// Run of identical values, and how often values repeat at all.
@@ -313,8 +355,14 @@ func (u *Univariate) observe(v float64, res *Result) {
 			// level alerts at once, a moderate excess must persist.
 			res.Alert = u.above > 0 && (u.alert || u.above >= int64(u.cfg.Persist) || best >= immediate*need)
 			u.alert = res.Alert
-			if best > 0 {
-				res.Contributions = append(res.Contributions, Contribution{Field: u.cfg.Field, Share: 1, Reason: statReason(arg)})
+			reason := statReason(arg)
+			if seasonal && res.Likelihood >= 0.5 && res.Score < alertLevel(u.cfg.Sensitivity) {
+				// The likelihood, not the alert statistics, finds the
+				// value unusual: it is far from this time of day's.
+				reason = ReasonSeasonal
+			}
+			if best > 0 || reason == ReasonSeasonal {
+				res.Contributions = append(res.Contributions, Contribution{Field: u.cfg.Field, Share: 1, Reason: reason})
 			}
 		}
 	}
@@ -385,7 +433,9 @@ func (u *Univariate) observe(v float64, res *Result) {
 // alert without waiting for Persist points in a row.
 const immediate = 2
 
-const univariateVersion = 7
+// univariateVersion 8 added the likelihood score's state; version 7
+// snapshots are read with that state empty.
+const univariateVersion = 8
 
 // MarshalBinary implements encoding.BinaryMarshaler.
 func (u *Univariate) MarshalBinary() ([]byte, error) {
@@ -416,6 +466,7 @@ func (u *Univariate) MarshalBinary() ([]byte, error) {
 		u.cal[i].encode(&e)
 		e.f64(u.limit[i])
 	}
+	u.lk.encode(&e)
 	return e.b, nil
 }
 
@@ -423,7 +474,7 @@ func (u *Univariate) MarshalBinary() ([]byte, error) {
 // have the same field and model settings; sensitivity may differ.
 func (u *Univariate) UnmarshalBinary(b []byte) error {
 	d := decoder{b: b}
-	d.header("univariate", univariateVersion)
+	ver := d.headerOf("univariate", 7, univariateVersion)
 	field := d.str()
 	warm, win, hl, ahl, margin, wander, persist, hyst := d.i64(), d.i64(), d.i64(), d.i64(), d.f64(), d.f64(), d.i64(), d.f64()
 	if d.err != nil {
@@ -441,6 +492,10 @@ func (u *Univariate) UnmarshalBinary(b []byte) error {
 	for i := 0; i < nStats; i++ {
 		t.cal[i].decode(&d)
 		t.limit[i] = d.f64()
+	}
+	t.lk = likelihood{}
+	if ver >= 8 {
+		t.lk.decode(&d)
 	}
 	if err := d.done(); err != nil {
 		return err
@@ -495,12 +550,22 @@ func (f *Fieldwise) Fields() []string { return f.fields }
 func (f *Fieldwise) MemoryBytes() int { return len(f.dets)*(f.dets[0].MemoryBytes()+24) + 96 }
 
 // Observe implements Detector.
-func (f *Fieldwise) Observe(x []float64, res *Result) {
+func (f *Fieldwise) Observe(x []float64, res *Result) { f.observeAt(0, x, res) }
+
+// ObserveAt implements TimedDetector.
+func (f *Fieldwise) ObserveAt(t time.Time, x []float64, res *Result) {
+	f.observeAt(unixNano(t), x, res)
+}
+
+func (f *Fieldwise) observeAt(t int64, x []float64, res *Result) {
 	res.Contributions = res.Contributions[:0]
-	res.Score, res.Alert, res.Warm, res.WarmupRemaining = 0, false, true, 0
-	total := 0.0
+	res.Score, res.Alert, res.Warm, res.WarmupRemaining, res.Likelihood = 0, false, true, 0, 0
+	total, sur, top := 0.0, 0.0, -1
 	for i, u := range f.dets {
-		u.observe(x[i], &f.one)
+		u.observeAt(t, x[i], &f.one)
+		if u.surprise > sur {
+			sur, top = u.surprise, i
+		}
 		f.scores[i] = f.one.Score
 		f.reason[i] = ReasonNone
 		if len(f.one.Contributions) > 0 {
@@ -519,6 +584,10 @@ func (f *Fieldwise) Observe(x []float64, res *Result) {
 		res.Score, res.Alert = 0, false
 		return
 	}
+	// The most surprising field, at the probability that any of the d
+	// fields is that surprising (Bonferroni), so a device with many fields
+	// is not more often "improbable" than one with a single field.
+	res.Likelihood = likelihoodScore(sur - math.Log10(float64(len(f.dets))))
 	cut := alertLevel(f.sens) / 2
 	for _, s := range f.scores {
 		if s >= cut {
@@ -529,6 +598,10 @@ func (f *Fieldwise) Observe(x []float64, res *Result) {
 		if s >= cut && total > 0 {
 			res.Contributions = append(res.Contributions, Contribution{Field: f.fields[i], Share: s / total, Reason: f.reason[i]})
 		}
+	}
+	if len(res.Contributions) == 0 && res.Likelihood >= 0.5 && top >= 0 {
+		// Only the likelihood finds the point unusual: name its field.
+		res.Contributions = append(res.Contributions, Contribution{Field: f.fields[top], Share: 1, Reason: f.reason[top]})
 	}
 	sortContributions(res.Contributions)
 }

@@ -33,7 +33,10 @@ Formats:
            labels from --labels in NAB combined-windows JSON, whose keys are
            paths relative to --data (point --data at NAB's data directory).
            Files not in the labels file are not scored, as in NAB. The
-           detector learns during NAB's probationary period. Reported: NAB
+           detector learns during NAB's probationary period. anomaly_score
+           is the univariate detector's likelihood score (a calibrated tail
+           probability: 0.5 at 1e-5, high where an anomaly starts), the
+           other detectors' alert score. Reported: NAB
            score of the alert onsets (how the hub raises alerts), and NAB's
            own rule on the written anomaly_score at the alert level
            1 - sensitivity (what NAB's scorer gives for the results files;

@@ -31,7 +31,7 @@ func detectorNames() map[string]string {
 	return map[string]string{
 		"pca":         "streaming PCA, combined T² and Q index, smoothed (multivariate)",
 		"hotelling":   "streaming Hotelling T² over all components, smoothed (multivariate)",
-		"univariate":  "per-field ensemble: z-score, relative entropy of a short window against the learned wander, jump, stuck-run surprise",
+		"univariate":  "per-field ensemble: z-score, relative entropy of a short window against the learned wander, jump, stuck-run surprise; likelihood score from the time-of-day profile",
 		"rcf":         "shingled robust random cut forest, collusive displacement (multivariate)",
 		"changepoint": "per-field two-sided CUSUM that re-estimates the level after each change; alerts are change events, not states",
 	}
@@ -64,6 +64,10 @@ func DefaultDetector(format string) string {
 // rather than states: its detections are the alerting rows themselves, not
 // the rows where the alert state changes.
 func eventDetector(name string) bool { return name == "changepoint" }
+
+// likelihoodDetector reports whether a detector computes Result.Likelihood,
+// which nab-csv then writes as anomaly_score.
+func likelihoodDetector(name string) bool { return name == "univariate" }
 
 func newDetector(name string, fields []string, warmup int, sens float64, m ModelOptions) (anomaly.Detector, error) {
 	var det anomaly.Detector

@@ -189,7 +189,7 @@ func Run(ctx context.Context, opts Options, progress io.Writer) (*Summary, error
 		sum.SKABNAB = NABSet{}
 		sum.Protocol = "SKAB: per file, the detector starts empty and learns from the first 400 rows (training; the second half of them sets the alarm limit); rows 400+ are scored one at a time as they stream; point-wise metrics use the anomaly column, changepoint NAB uses 60 s windows after each changepoint with alert starts and ends as detections"
 	} else {
-		sum.Protocol = "NAB: per file, the detector learns during NAB's probationary period (15% of the file, at most 750 rows); each alert onset after it is a detection (an alert is raised once per episode, as the hub does), scored with the NAB rules; point-wise metrics count every alerting row; the threshold is the detector's own alert level, not tuned on labels. nab_rule scores the written anomaly_score as NAB's own scorer does (every row at or above 1 - sensitivity is a detection); the score tables hold that. nab_optimized, if asked for, tunes that threshold on the labels as NAB's leaderboard does. Files not in the labels file are not scored (as in NAB) and count as anomaly-free"
+		sum.Protocol = "NAB: per file, the detector learns during NAB's probationary period (15% of the file, at most 750 rows); each alert onset after it is a detection (an alert is raised once per episode, as the hub does), scored with the NAB rules; point-wise metrics count every alerting row; the threshold is the detector's own alert level, not tuned on labels. anomaly_score is the detector's likelihood score (univariate: a calibrated tail probability, 0.5 at 1e-5, high where an anomaly starts) or, for the other detectors, its alert score. nab_rule scores the written anomaly_score as NAB's own scorer does (every row at or above 1 - sensitivity is a detection); the score tables hold that. nab_optimized, if asked for, tunes that threshold on the labels as NAB's leaderboard does. Files not in the labels file are not scored (as in NAB) and count as anomaly-free"
 		sum.NABRule = NABSet{}
 	}
 	start := time.Now()
@@ -288,9 +288,20 @@ func evalFile(s *series, opts Options, labels map[string][]nab.Window, sum *Summ
 	alerts := make([]bool, n)
 	top := make([]string, n)
 	var res anomaly.Result
+	td, timed := det.(anomaly.TimedDetector)
 	for i := 0; i < n; i++ {
-		det.Observe(s.row(i), &res)
+		if timed {
+			td.ObserveAt(s.times[i], s.row(i), &res)
+		} else {
+			det.Observe(s.row(i), &res)
+		}
 		scores[i] = res.Score
+		if opts.Format == FormatNABCSV && likelihoodDetector(opts.Detector) {
+			// NAB's sweep wants a score that is high where an anomaly
+			// starts and low elsewhere: the likelihood, not the
+			// statistic the alert state machine holds.
+			scores[i] = res.Likelihood
+		}
 		alerts[i] = res.Alert
 		if len(res.Contributions) > 0 {
 			top[i] = res.Contributions[0].Field + ":" + res.Contributions[0].Reason.String()
