@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"github.com/shopfloor/shopfloor/internal/sqldb"
-	"strings"
 	"time"
 
 	"github.com/shopfloor/shopfloor/internal/actions"
@@ -103,11 +102,6 @@ func newID(now time.Time) string {
 	var rnd [5]byte
 	_, _ = rand.Read(rnd[:])
 	return fmt.Sprintf("%012x", now.UnixMilli()) + hex.EncodeToString(rnd[:])
-}
-
-func isUnique(err error) bool {
-	s := err.Error()
-	return strings.Contains(s, "UNIQUE") || strings.Contains(s, "23505") || strings.Contains(s, "duplicate key")
 }
 
 // Check validates a rule and compiles its condition without storing it.
@@ -213,7 +207,7 @@ func (s *Store) Create(ctx context.Context, r Rule) (Rule, error) {
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO rules_rules (`+ruleCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
 			r.ID, r.Org, r.Name, def, boolInt(r.Disabled), r.Version, now.UnixMilli(), now.UnixMilli())
-		if err != nil && isUnique(err) {
+		if err != nil && sqldb.IsUnique(err) {
 			return fmt.Errorf("%w: a rule named %q exists in this organization; choose another name", ErrConflict, r.Name)
 		}
 		if err != nil {
@@ -307,7 +301,7 @@ func (s *Store) Update(ctx context.Context, r Rule) (Rule, error) {
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, s.q(`UPDATE rules_rules SET name = ?, def = ?, version = version + 1, updated_at = ? WHERE org = ? AND id = ?`),
 			r.Name, def, now.UnixMilli(), r.Org, r.ID)
-		if err != nil && isUnique(err) {
+		if err != nil && sqldb.IsUnique(err) {
 			return fmt.Errorf("%w: a rule named %q exists in this organization; choose another name", ErrConflict, r.Name)
 		}
 		if err != nil {

@@ -105,11 +105,6 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 
 func (s *Service) q(query string) string { return sqldb.Rebind(s.pg, query) }
 
-func isUnique(err error) bool {
-	m := err.Error()
-	return strings.Contains(m, "UNIQUE") || strings.Contains(m, "23505") || strings.Contains(m, "duplicate key")
-}
-
 // Create adds a user to org. Names are unique on the hub, because the
 // sign-in form does not ask for an organization.
 func (s *Service) Create(ctx context.Context, org, name, password string, role registry.Role) (User, error) {
@@ -138,7 +133,7 @@ func (s *Service) Create(ctx context.Context, org, name, password string, role r
 	_, err = s.db.ExecContext(ctx, s.q(`INSERT INTO console_users (id, org, name, role, password_hash, created_ms) VALUES (?, ?, ?, ?, ?, ?)`),
 		u.ID, u.Org, u.Name, string(u.Role), string(hash), u.CreatedAt.UnixMilli())
 	if err != nil {
-		if isUnique(err) {
+		if sqldb.IsUnique(err) {
 			return User{}, fmt.Errorf("user name %q is taken on this hub; choose another: %w", name, registry.ErrConflict)
 		}
 		return User{}, fmt.Errorf("save user %s: %w", name, err)
