@@ -180,6 +180,7 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 		Meter:        h.meter,
 		Priority:     h.priority,
 		MaxInflight:  cfg.IngestInflight,
+		MaxTokenTTL:  cfg.MaxTokenTTL,
 		Cloud:        templateCloud{twinCloud{h.twins}, h},
 		Limits:       h.Quota,
 		LastStamp:    h.TSDB.LastTime,
@@ -188,6 +189,7 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 		return nil, fmt.Errorf("MQTT gateway: %w", err)
 	}
 	h.twins.router.SetDevices(h.Gateway)
+	h.Registry.OnDeviceChanged(h.credentialsChanged)
 	if err := h.openConnectivity(ctx); err != nil {
 		return nil, err
 	}

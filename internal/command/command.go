@@ -30,6 +30,10 @@ type Devices interface {
 	SendMethod(device, rid, method string, payload []byte) error
 	NotifyDesired(device string, version int64, patch []byte)
 	DeliverC2D(device string)
+	// Revalidate re-checks the credential of the device's connection here
+	// against its registry record and ends the connection if it no longer
+	// holds.
+	Revalidate(device string) bool
 }
 
 // Config configures a Router.
@@ -55,6 +59,7 @@ const (
 	kindMethod  = "method"
 	kindDesired = "desired"
 	kindC2D     = "c2d"
+	kindRevoke  = "revoke"
 )
 
 // NATS headers of a method call.
@@ -258,6 +263,8 @@ func (r *Router) dispatch(m *nats.Msg) {
 		r.devices.NotifyDesired(device, v, m.Data)
 	case kindC2D:
 		r.devices.DeliverC2D(device)
+	case kindRevoke:
+		r.devices.Revalidate(device)
 	}
 }
 
@@ -457,6 +464,21 @@ func (r *Router) NotifyC2D(org, device string) error {
 	msg.Header.Set(hdrDevice, device)
 	if err := r.nc.PublishMsg(msg); err != nil {
 		return fmt.Errorf("notify %s of a queued message: %w", device, err)
+	}
+	return nil
+}
+
+// CredentialsChanged tells every hub process that a device's credentials
+// or state changed (a key regenerated, the device disabled or deleted): the
+// process holding its connection re-checks it and ends it if its
+// credential no longer holds. The message goes over the bus even when the
+// device is connected here, so a connection being taken over by another
+// process is re-checked too.
+func (r *Router) CredentialsChanged(org, device string) error {
+	msg := nats.NewMsg(r.Subject(org, device, kindRevoke))
+	msg.Header.Set(hdrDevice, device)
+	if err := r.nc.PublishMsg(msg); err != nil {
+		return fmt.Errorf("tell the hub that the credentials of %s changed: %w", device, err)
 	}
 	return nil
 }

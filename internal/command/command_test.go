@@ -35,9 +35,10 @@ type fakeGateway struct {
 
 	release chan struct{}
 
-	mu      sync.Mutex
-	desired []string
-	c2d     int
+	mu          sync.Mutex
+	desired     []string
+	c2d         int
+	revalidated []string
 }
 
 func (g *fakeGateway) SendMethod(device, rid, method string, payload []byte) error {
@@ -63,6 +64,13 @@ func (g *fakeGateway) DeliverC2D(string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.c2d++
+}
+
+func (g *fakeGateway) Revalidate(device string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.revalidated = append(g.revalidated, device)
+	return true
 }
 
 func newRouter(t testing.TB, url string) (*Router, *fakeGateway) {
@@ -146,6 +154,20 @@ func TestRouterAcrossProcesses(t *testing.T) {
 		ga.mu.Lock()
 		defer ga.mu.Unlock()
 		return len(ga.desired) == 1 && ga.desired[0] == dev+`@7:{"a":1,"$version":7}` && ga.c2d == 1
+	})
+
+	// A credential change made on any process reaches the one holding
+	// the connection, this process included.
+	if err := b.CredentialsChanged("acme", dev); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.CredentialsChanged("acme", dev); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "two credential re-checks", func() bool {
+		ga.mu.Lock()
+		defer ga.mu.Unlock()
+		return len(ga.revalidated) == 2 && ga.revalidated[0] == dev
 	})
 
 	a.Detach("acme", dev)

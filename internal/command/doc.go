@@ -1,6 +1,6 @@
 // Package command carries what the cloud sends to a device — direct
-// method calls, desired-property notifications and "new cloud-to-device
-// message" nudges — over the bus on per-device NATS subjects
+// method calls, desired-property notifications, "new cloud-to-device
+// message" nudges and "credentials changed, re-check the connection" — over the bus on per-device NATS subjects
 // (<prefix>.dev.<org>.<device>.<kind>, device ids escaped), so that they
 // reach the device on whichever hub process holds its connection:
 //

@@ -178,6 +178,7 @@ func (s *Service) UpdateDevice(ctx context.Context, org, id string, p DevicePatc
 	if err != nil {
 		return Device{}, err
 	}
+	s.changed(org, id)
 	return d, nil
 }
 
@@ -203,6 +204,7 @@ func (s *Service) RegenerateKey(ctx context.Context, org, id, which string) (Dev
 		return Device{}, err
 	}
 	s.log.Info("device key regenerated", "org", org, "device", id, "key", which)
+	s.changed(org, id)
 	return d, nil
 }
 
@@ -212,6 +214,7 @@ func (s *Service) DeleteDevice(ctx context.Context, org, id string) error {
 		return err
 	}
 	s.log.Debug("device deleted", "org", org, "device", id)
+	s.changed(org, id)
 	return nil
 }
 
