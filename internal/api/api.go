@@ -143,7 +143,10 @@ type Deps struct {
 	Users Users
 	// SASToken signs a device SAS token (azure.SASToken).
 	SASToken func(host, deviceID, key string, expiry time.Time) (string, error)
-	Logger   *slog.Logger
+	// MaxTokenTTL is the longest SAS token the hub's gateway accepts, so
+	// the longest the token route issues; 365 days when zero.
+	MaxTokenTTL time.Duration
+	Logger      *slog.Logger
 	// Now is the clock for token expiry and default time ranges; time.Now
 	// when nil.
 	Now func() time.Time

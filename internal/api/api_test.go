@@ -918,3 +918,19 @@ func TestRequestLog(t *testing.T) {
 		t.Fatalf("health probes logged at info:\n%s", log)
 	}
 }
+
+// The token route issues no token the gateway would refuse (--max-token-ttl).
+func TestSASTokenWithinMaxTokenTTL(t *testing.T) {
+	e := newEnv(t, func(*testing.T) hubRegistry { return apitest.NewRegistry() }, func(d *api.Deps) { d.MaxTokenTTL = 30 * time.Minute })
+	op := e.acme[operator]
+	wantStatus(t, e.do("POST", "/api/v1/devices", op, map[string]string{"id": "p"}), http.StatusCreated)
+	msg := wantError(t, e.do("GET", "/api/v1/devices/p/token?ttl=1h", op, nil), http.StatusBadRequest, "invalid")
+	if !strings.Contains(msg, "30m0s") {
+		t.Fatalf("message %q does not name the limit", msg)
+	}
+	var tok struct{ Expiry time.Time }
+	e.do("GET", "/api/v1/devices/p/token", op, nil).decode(t, &tok)
+	if !tok.Expiry.Equal(e.now.Add(30 * time.Minute)) {
+		t.Fatalf("default token expires %s, want the 30 min limit", tok.Expiry)
+	}
+}

@@ -297,11 +297,15 @@ func hubHost(r *http.Request) (string, error) {
 }
 
 func (s *Server) deviceToken(w http.ResponseWriter, r *http.Request) error {
-	ttl := defaultTokenTTL
+	ttl, longest := defaultTokenTTL, maxTokenTTL
+	if s.deps.MaxTokenTTL > 0 {
+		longest = s.deps.MaxTokenTTL
+	}
+	ttl = min(ttl, longest)
 	if v := r.URL.Query().Get("ttl"); v != "" {
 		d, err := parseDuration(v)
-		if err != nil || d <= 0 || d > maxTokenTTL {
-			return invalid("parameter \"ttl\" must be a duration from 1s to 8760h (e.g. 1h, 30m, 3600), not %q", v)
+		if err != nil || d <= 0 || d > longest {
+			return invalid("parameter \"ttl\" must be a duration from 1s to %s (e.g. 1h, 30m, 3600), not %q: the hub accepts no longer-lived token", longest, v)
 		}
 		ttl = d
 	}

@@ -215,6 +215,7 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 		Metrics:       promhttp.HandlerFor(h.metrics, promhttp.HandlerOpts{}),
 		Ready:         h.ready.Load,
 		SASToken:      azure.SASToken,
+		MaxTokenTTL:   cfg.MaxTokenTTL,
 		Twins:         h.twins.svc,
 		Methods:       h.twins.router,
 		Templates:     h.tmpl.svc,
