@@ -841,8 +841,11 @@ func TestMounts(t *testing.T) {
 			t.Fatalf("mqtt: %d %s", r.status, r.body)
 		}
 
-		// /metrics counts requests by route pattern, not by path.
-		r = e.do("GET", "/metrics", "", nil)
+		// /metrics counts requests by route pattern, not by path. It
+		// names every organization: only operator-organization tokens.
+		wantError(t, e.do("GET", "/metrics", "", nil), http.StatusUnauthorized, "unauthorized")
+		wantError(t, e.do("GET", "/metrics", e.acme[admin], nil), http.StatusForbidden, "forbidden")
+		r = e.do("GET", "/metrics", e.opViewer, nil)
 		wantStatus(t, r, http.StatusOK)
 		if !strings.Contains(string(r.body), `shopfloor_api_requests_total{code="200",method="GET",route="/prometheus/"} 1`) ||
 			!strings.Contains(string(r.body), `shopfloor_api_requests_total{code="401",method="GET",route="/prometheus/"} 1`) {

@@ -165,7 +165,11 @@ func (s *Server) createDevice(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	f := registry.DeviceFilter{Site: q.Get("site"), Template: q.Get("template"), After: q.Get("after")}
+	after, err := afterParam(r)
+	if err != nil {
+		return err
+	}
+	f := registry.DeviceFilter{Site: q.Get("site"), Template: q.Get("template"), After: after}
 	for _, t := range q["tag"] {
 		k, v, ok := strings.Cut(t, ":")
 		if !ok {

@@ -79,6 +79,8 @@ type Hub struct {
 	conn       *connectivity.Service // connectivity.go
 	tmpl       *templateSet          // templates.go
 	users      *users.Service        // web.go: console users and sessions
+	metricsLn  net.Listener          // metrics.go: --metrics-listen
+	metricsSrv *http.Server
 
 	// AdminSecret is the bootstrap admin token, set only on the first start.
 	AdminSecret string
@@ -190,6 +192,7 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 	}
 	h.twins.router.SetDevices(h.Gateway)
 	h.Registry.OnDeviceChanged(h.credentialsChanged)
+	h.Registry.CheckTemplatesWith(h.templateExists)
 	if err := h.openConnectivity(ctx); err != nil {
 		return nil, err
 	}
@@ -243,6 +246,9 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 	if err := h.listenHTTPS(srv.Handler()); err != nil {
 		return nil, err
 	}
+	if err := h.listenMetrics(); err != nil {
+		return nil, err
+	}
 	return h, nil
 }
 
@@ -272,6 +278,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	g.Go(func() error { return h.Gateway.Run(ctx) })
 	h.runTwins(ctx, g)
 	h.runHTTPS(ctx, g)
+	h.runMetrics(ctx, g)
 	h.runRules(ctx, g)
 	h.runAnomaly(ctx, g)
 	h.runExports(ctx, g)
@@ -357,6 +364,9 @@ func (h *Hub) Close() {
 		_ = h.httpLn.Close()
 	}
 	h.closeHTTPS()
+	if h.metricsLn != nil {
+		_ = h.metricsLn.Close()
+	}
 	if h.Bus != nil {
 		_ = h.Bus.Close()
 		h.Bus = nil

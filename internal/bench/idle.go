@@ -627,6 +627,7 @@ func (r *idleRun) sample(ctx context.Context, phase string) (HubSample, error) {
 	if err != nil {
 		return HubSample{}, fmt.Errorf("hub URL %q: %w", r.o.URL, err)
 	}
+	req.Header.Set("Authorization", "Bearer "+r.o.Token) // /metrics needs an operator-organization token
 	resp, err := r.hc.Do(req)
 	if err != nil {
 		return HubSample{}, fmt.Errorf("read the hub's memory from %s: is the hub running and the URL right? %w", u, err)

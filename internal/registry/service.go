@@ -30,6 +30,8 @@ type Service struct {
 	auth  authCache
 	// deviceChanged is told after a device's record changed (OnDeviceChanged).
 	deviceChanged atomic.Pointer[func(org, device string)]
+	// templateExists checks device templates (CheckTemplatesWith).
+	templateExists atomic.Pointer[TemplateExists]
 }
 
 // authCacheTTL bounds how long a token stays accepted by a hub process after
