@@ -162,7 +162,14 @@ func TestConcurrentGuessesHoldTheLimit(t *testing.T) {
 		b := f.browser(t)
 		_, page := b.get("/login")
 		u, _ := url.Parse(f.srv.URL)
-		forms[i] = form{cookie: b.c.Jar.Cookies(u)[0].String(), csrf: csrfOf(t, page)}
+		for _, c := range b.c.Jar.Cookies(u) {
+			if c.Name == "sf_login" {
+				forms[i] = form{cookie: c.String(), csrf: csrfOf(t, page)}
+			}
+		}
+		if forms[i].cookie == "" {
+			t.Fatal("the sign-in page set no sf_login cookie")
+		}
 	}
 	codes := make([]int, len(forms))
 	var wg sync.WaitGroup
