@@ -107,7 +107,7 @@ func (s *Server) deviceRoutes() {
 	s.add(&route{Method: "GET", Pattern: "/api/v1/devices/{id}/token", ID: "deviceSASToken", Tag: "devices", Role: registry.RoleOperator,
 		Summary: "Sign a SAS token a device uses as its MQTT password", PathParams: idOnly,
 		Query: []param{
-			{Name: "ttl", Description: "how long the token works: a Go duration (90m, 24h) or seconds; default 1h, at most 8760h", Schema: schema{"type": "string"}, Example: "24h"},
+			{Name: "ttl", Description: "how long the token works: a Go duration (90m, 24h) or seconds; default 1h (or the hub's --max-token-ttl if shorter), at most --max-token-ttl (default 8760h)", Schema: schema{"type": "string"}, Example: "24h"},
 			hostParam, keyParam,
 		},
 		Responses: []response{{Status: 200, Description: "the token", Body: &content{Schema: ref("SASToken"), Example: sasTokenBody{
