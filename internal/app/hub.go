@@ -190,7 +190,9 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 	if err != nil {
 		return nil, fmt.Errorf("MQTT gateway: %w", err)
 	}
-	h.twins.router.SetDevices(h.Gateway)
+	if err := h.twins.router.SetDevices(h.Gateway); err != nil {
+		return nil, err
+	}
 	h.Registry.OnDeviceChanged(h.credentialsChanged)
 	h.Registry.CheckTemplatesWith(h.templateExists)
 	if err := h.openConnectivity(ctx); err != nil {

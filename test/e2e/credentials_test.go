@@ -148,9 +148,27 @@ func TestRevocationReachesEveryHub(t *testing.T) {
 	a.MustDo(t, 200, "POST", "/api/v1/devices/press-3/keys/primary/regenerate", nil, nil)
 	onB.waitGone(t, 0x87)
 
-	// Deleting through hub A ends a connection on hub B as well.
+	// Hub B dropped its cached record too: the old key, which B accepted a
+	// moment ago, is refused there at once, not when the record would
+	// have expired (5 s).
 	var got testutil.Device
 	a.MustDo(t, 200, "GET", "/api/v1/devices/press-3", nil, &got)
+	onB, err = connectV5(t, hubB, d.ID, got.PrimaryKey, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = onB.c.Disconnect(&paho.Disconnect{})
+	old := got.PrimaryKey
+	a.MustDo(t, 200, "POST", "/api/v1/devices/press-3/keys/primary/regenerate", nil, &got)
+	testutil.Eventually(t, 2*time.Second, "hub B to refuse the regenerated key", func() bool {
+		c, err := connectV5(t, hubB, d.ID, old, time.Now().Add(time.Hour))
+		if err == nil {
+			_ = c.c.Disconnect(&paho.Disconnect{})
+		}
+		return err != nil
+	})
+
+	// Deleting through hub A ends a connection on hub B as well.
 	onB, err = connectV5(t, hubB, d.ID, got.PrimaryKey, time.Now().Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
