@@ -35,6 +35,7 @@ type authenticator struct {
 
 	mu     sync.Mutex
 	byID   map[string]cachedDevice
+	drops  dropClock // counts forget, by bucket of device ids (revoke.go)
 	loads  singleflight.Group
 	groups cachedValue[[]registry.EnrollmentGroup]
 	cas    cachedValue[*caSet]
@@ -118,6 +119,7 @@ func (a *authenticator) forget(id string) {
 	a.mu.Lock()
 	delete(a.byID, id)
 	a.mu.Unlock()
+	a.drops.of(id).Add(1)
 }
 
 func (a *authenticator) sweep(now time.Time) {
@@ -211,6 +213,9 @@ func (g *Gateway) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, *a
 	}
 	certs := peerCertificates(cl.Net.Conn)
 
+	// Read before the lookup: a record dropped after it (a revocation)
+	// shows as a change when the session is established.
+	drops := g.auth.drops.of(id).Load()
 	dev, err := g.auth.lookup(ctx, id)
 	if errors.Is(err, registry.ErrNotFound) {
 		var aerr *authError
@@ -292,7 +297,7 @@ func (g *Gateway) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, *a
 		}
 	}
 
-	sess := &session{org: dev.Org, device: dev.ID, site: dev.Site, template: dev.Template, cred: cred}
+	sess := &session{org: dev.Org, device: dev.ID, site: dev.Site, template: dev.Template, cred: cred, drops: drops}
 	if pk.Connect.WillFlag {
 		t, err := azure.ParseTopic(pk.Connect.WillTopic)
 		if err != nil || t.Kind != azure.TopicTelemetry || t.DeviceID != id {

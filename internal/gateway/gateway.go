@@ -195,6 +195,7 @@ type session struct {
 	org, device, site, template string
 	will                        *will
 	cred                        credential // what the connection proved at CONNECT (revoke.go)
+	drops                       uint64     // the device's dropClock before its record was read
 	expiry                      atomic.Pointer[time.Timer]
 	established                 atomic.Bool
 	messages, malformed         atomic.Uint64

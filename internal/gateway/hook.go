@@ -75,7 +75,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 		if f := h.g.cfg.OnConnection; f != nil {
 			f(v.(*session).org, v.(*session).device, true, time.Now())
 		}
-		h.g.watchExpiry(cl, v.(*session))
+		h.g.watchCredential(cl, v.(*session))
 		h.g.sessionStarted(cl, v.(*session))
 	}
 }

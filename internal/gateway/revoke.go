@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -57,10 +58,31 @@ func fmtDuration(d time.Duration) string {
 	return d.String()
 }
 
-// watchExpiry arms the timer that ends the connection when its credential
-// expires, as IoT Hub does: MQTT 5 clients get DISCONNECT 0xA0 (maximum
-// connect time), 3.1.1 clients a closed connection.
-func (g *Gateway) watchExpiry(cl *mqtt.Client, s *session) {
+// dropClock counts the times device records were dropped from the cache
+// (a revocation, a disable, a delete), in buckets of device ids so that it
+// stays small. A connection that was authenticated from a record dropped
+// while it connected is re-checked once it is established.
+type dropClock [256]atomic.Uint64
+
+func (c *dropClock) of(id string) *atomic.Uint64 {
+	h := uint32(2166136261)
+	for i := 0; i < len(id); i++ {
+		h = (h ^ uint32(id[i])) * 16777619
+	}
+	return &c[h%uint32(len(c))]
+}
+
+// watchCredential runs when a session is established. It re-checks the
+// credential if the device's record was dropped while the device was
+// connecting: a revocation that arrived between the registry read and the
+// session would otherwise find no connection to end. It then arms the
+// timer that ends the connection when its credential expires, as IoT Hub
+// does: MQTT 5 clients get DISCONNECT 0xA0 (maximum connect time), 3.1.1
+// clients a closed connection.
+func (g *Gateway) watchCredential(cl *mqtt.Client, s *session) {
+	if g.auth.drops.of(s.device).Load() != s.drops {
+		go g.recheck(s.device) // a registry read: not on the connection's goroutine
+	}
 	if s.cred.expires.IsZero() {
 		return
 	}
@@ -110,6 +132,11 @@ func (g *Gateway) endConnection(cl *mqtt.Client, code packets.Code) {
 // be read leaves the connection up and is logged.
 func (g *Gateway) Revalidate(deviceID string) bool {
 	g.auth.forget(deviceID)
+	return g.recheck(deviceID)
+}
+
+// recheck is Revalidate without dropping the cached record.
+func (g *Gateway) recheck(deviceID string) bool {
 	cl, s, ok := g.liveSession(deviceID)
 	if !ok {
 		return false

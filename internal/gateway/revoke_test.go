@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -169,6 +170,34 @@ func TestRevalidateThumbprintChanged(t *testing.T) {
 	f.devs.put(registry.Device{ID: "robot-1", Org: "acme", Auth: registry.AuthX509Self, Thumbprint: pki.Thumbprint(other.Leaf)})
 	if !f.g.Revalidate("robot-1") {
 		t.Fatal("Revalidate kept a connection whose thumbprint changed")
+	}
+	if code := waitDisconnect(t, c, 10*time.Second); code != 0x87 {
+		t.Fatalf("DISCONNECT reason %#x, want 0x87", code)
+	}
+}
+
+// A key regenerated while the device was connecting (after the gateway read
+// its record, before the session existed) still ends the connection: the
+// revocation found no connection, so the session re-checks itself.
+func TestRevocationDuringConnect(t *testing.T) {
+	f := start(t, Config{DeviceCacheTTL: time.Hour})
+	key := f.device("press-1")
+	var once sync.Once
+	f.devs.mu.Lock()
+	f.devs.afterRead = func(id string) {
+		once.Do(func() {
+			d, _ := f.devs.get(id)
+			d.PrimaryKey = newKey()
+			f.devs.put(d)
+			if f.g.Revalidate(id) {
+				t.Error("Revalidate found a connection before the device had one")
+			}
+		})
+	}
+	f.devs.mu.Unlock()
+	c, _, err := dialV5(t, f, nil, "press-1", username("press-1"), token(t, "press-1", key, hour()))
+	if err != nil {
+		t.Fatalf("the connect that read the old record was refused: %v", err)
 	}
 	if code := waitDisconnect(t, c, 10*time.Second); code != 0x87 {
 		t.Fatalf("DISCONNECT reason %#x, want 0x87", code)
