@@ -10,6 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/shopfloor/shopfloor/internal/api"
 )
 
 // listenMetrics binds the optional --metrics-listen address: /metrics
@@ -27,7 +29,7 @@ func (h *Hub) listenMetrics() error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(h.metrics, promhttp.HandlerOpts{}))
 	h.metricsLn = ln
-	h.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	h.metricsSrv = api.NewHTTPServer(mux, h.connLimits(), h.log) // the API's timeouts and connection caps
 	return nil
 }
 
