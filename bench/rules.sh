@@ -110,7 +110,7 @@ for a in json.load(sys.stdin)["items"]:
 			after=$(echo "$page" | jq -r '.next // empty')
 			[ -n "$after" ] || break
 		done
-		curl -fsS "http://127.0.0.1:$http/metrics" | grep -E '^shopfloor_rules_' >"$WORK/$name.metrics" || true
+		curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:$http/metrics" | grep -E '^shopfloor_rules_' >"$WORK/$name.metrics" || true
 	fi
 	kill "$PID" 2>/dev/null || true
 	wait "$PID" 2>/dev/null || true

@@ -163,7 +163,11 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	q := r.URL.Query()
-	f := alerts.Filter{State: alerts.State(q.Get("state")), Device: q.Get("device"), Rule: q.Get("rule"), Severity: alerts.Severity(q.Get("severity")), After: q.Get("after")}
+	after, err := afterParam(r)
+	if err != nil {
+		return err
+	}
+	f := alerts.Filter{State: alerts.State(q.Get("state")), Device: q.Get("device"), Rule: q.Get("rule"), Severity: alerts.Severity(q.Get("severity")), After: after}
 	switch f.State {
 	case "", "open", "acknowledged", "resolved", "active":
 	default:
@@ -276,7 +280,11 @@ func (s *Server) listDeadLetters(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	page, err := svc.DeadLetters(r.Context(), orgOf(r), limit, r.URL.Query().Get("after"))
+	after, err := afterParam(r)
+	if err != nil {
+		return err
+	}
+	page, err := svc.DeadLetters(r.Context(), orgOf(r), limit, after)
 	if err != nil {
 		return err
 	}

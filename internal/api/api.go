@@ -111,7 +111,8 @@ type Deps struct {
 	// Console serves the web console: every path outside /api/,
 	// /prometheus/, /mqtt, /metrics and /healthz that no route matched.
 	Console http.Handler
-	// Metrics serves /metrics without authentication. When nil, /metrics
+	// Metrics serves /metrics to tokens of the operator organization (any
+	// role): the metrics name every organization. When nil, /metrics
 	// serves the API's own request metrics from Registerer (if it is a
 	// prometheus.Gatherer) or from the registry the server creates.
 	Metrics http.Handler
@@ -143,7 +144,10 @@ type Deps struct {
 	Users Users
 	// SASToken signs a device SAS token (azure.SASToken).
 	SASToken func(host, deviceID, key string, expiry time.Time) (string, error)
-	Logger   *slog.Logger
+	// MaxTokenTTL is the longest SAS token the hub's gateway accepts, so
+	// the longest the token route issues; 365 days when zero.
+	MaxTokenTTL time.Duration
+	Logger      *slog.Logger
 	// Now is the clock for token expiry and default time ranges; time.Now
 	// when nil.
 	Now func() time.Time
@@ -209,7 +213,7 @@ func New(deps Deps) (*Server, error) {
 		s.mux.Handle(mt.Pattern, s.wrapMount(mt))
 	}
 	s.mux.HandleFunc("/", s.unmatched)
-	s.handler = s.observe(s.mux)
+	s.handler = s.observe(securityHeaders(s.mux))
 	return s, nil
 }
 

@@ -841,8 +841,11 @@ func TestMounts(t *testing.T) {
 			t.Fatalf("mqtt: %d %s", r.status, r.body)
 		}
 
-		// /metrics counts requests by route pattern, not by path.
-		r = e.do("GET", "/metrics", "", nil)
+		// /metrics counts requests by route pattern, not by path. It
+		// names every organization: only operator-organization tokens.
+		wantError(t, e.do("GET", "/metrics", "", nil), http.StatusUnauthorized, "unauthorized")
+		wantError(t, e.do("GET", "/metrics", e.acme[admin], nil), http.StatusForbidden, "forbidden")
+		r = e.do("GET", "/metrics", e.opViewer, nil)
 		wantStatus(t, r, http.StatusOK)
 		if !strings.Contains(string(r.body), `shopfloor_api_requests_total{code="200",method="GET",route="/prometheus/"} 1`) ||
 			!strings.Contains(string(r.body), `shopfloor_api_requests_total{code="401",method="GET",route="/prometheus/"} 1`) {
@@ -916,5 +919,21 @@ func TestRequestLog(t *testing.T) {
 	}
 	if strings.Contains(log, "path=/healthz") {
 		t.Fatalf("health probes logged at info:\n%s", log)
+	}
+}
+
+// The token route issues no token the gateway would refuse (--max-token-ttl).
+func TestSASTokenWithinMaxTokenTTL(t *testing.T) {
+	e := newEnv(t, func(*testing.T) hubRegistry { return apitest.NewRegistry() }, func(d *api.Deps) { d.MaxTokenTTL = 30 * time.Minute })
+	op := e.acme[operator]
+	wantStatus(t, e.do("POST", "/api/v1/devices", op, map[string]string{"id": "p"}), http.StatusCreated)
+	msg := wantError(t, e.do("GET", "/api/v1/devices/p/token?ttl=1h", op, nil), http.StatusBadRequest, "invalid")
+	if !strings.Contains(msg, "30m0s") {
+		t.Fatalf("message %q does not name the limit", msg)
+	}
+	var tok struct{ Expiry time.Time }
+	e.do("GET", "/api/v1/devices/p/token", op, nil).decode(t, &tok)
+	if !tok.Expiry.Equal(e.now.Add(30 * time.Minute)) {
+		t.Fatalf("default token expires %s, want the 30 min limit", tok.Expiry)
 	}
 }

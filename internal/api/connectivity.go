@@ -511,7 +511,11 @@ func (s *Server) createSIM(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) listSIMs(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	f := connectivity.SIMFilter{State: connectivity.State(q.Get("state")), Device: q.Get("device"), Label: q.Get("label"), After: q.Get("after")}
+	after, err := afterParam(r)
+	if err != nil {
+		return err
+	}
+	f := connectivity.SIMFilter{State: connectivity.State(q.Get("state")), Device: q.Get("device"), Label: q.Get("label"), After: after}
 	if l := q.Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)
 		if err != nil || n < 1 || n > 1000 {
@@ -660,7 +664,11 @@ func (s *Server) getConnJob(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	f := connectivity.AuditFilter{ICCID: q.Get("iccid"), After: q.Get("after")}
+	after, err := afterParam(r)
+	if err != nil {
+		return err
+	}
+	f := connectivity.AuditFilter{ICCID: q.Get("iccid"), After: after}
 	if l := q.Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)
 		if err != nil || n < 1 || n > 1000 {
@@ -715,12 +723,11 @@ func (s *Server) usage(w http.ResponseWriter, r *http.Request) error {
 
 // decodeJSONLarge decodes a bulk body whose size limit the caller set.
 func decodeJSONLarge(r *http.Request, dst any) error {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
+	var raw json.RawMessage
+	if err := json.NewDecoder(r.Body).Decode(&raw); err != nil {
 		return bodyError(err, dst)
 	}
-	return nil
+	return decodeObject(raw, dst)
 }
 
 // Connectivity is the part of *connectivity.Service the API calls.

@@ -107,7 +107,7 @@ func (s *Server) deviceRoutes() {
 	s.add(&route{Method: "GET", Pattern: "/api/v1/devices/{id}/token", ID: "deviceSASToken", Tag: "devices", Role: registry.RoleOperator,
 		Summary: "Sign a SAS token a device uses as its MQTT password", PathParams: idOnly,
 		Query: []param{
-			{Name: "ttl", Description: "how long the token works: a Go duration (90m, 24h) or seconds; default 1h, at most 8760h", Schema: schema{"type": "string"}, Example: "24h"},
+			{Name: "ttl", Description: "how long the token works: a Go duration (90m, 24h) or seconds; default 1h (or the hub's --max-token-ttl if shorter), at most --max-token-ttl (default 8760h)", Schema: schema{"type": "string"}, Example: "24h"},
 			hostParam, keyParam,
 		},
 		Responses: []response{{Status: 200, Description: "the token", Body: &content{Schema: ref("SASToken"), Example: sasTokenBody{
@@ -165,7 +165,11 @@ func (s *Server) createDevice(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	f := registry.DeviceFilter{Site: q.Get("site"), Template: q.Get("template"), After: q.Get("after")}
+	after, err := afterParam(r)
+	if err != nil {
+		return err
+	}
+	f := registry.DeviceFilter{Site: q.Get("site"), Template: q.Get("template"), After: after}
 	for _, t := range q["tag"] {
 		k, v, ok := strings.Cut(t, ":")
 		if !ok {
@@ -297,11 +301,15 @@ func hubHost(r *http.Request) (string, error) {
 }
 
 func (s *Server) deviceToken(w http.ResponseWriter, r *http.Request) error {
-	ttl := defaultTokenTTL
+	ttl, longest := defaultTokenTTL, maxTokenTTL
+	if s.deps.MaxTokenTTL > 0 {
+		longest = s.deps.MaxTokenTTL
+	}
+	ttl = min(ttl, longest)
 	if v := r.URL.Query().Get("ttl"); v != "" {
 		d, err := parseDuration(v)
-		if err != nil || d <= 0 || d > maxTokenTTL {
-			return invalid("parameter \"ttl\" must be a duration from 1s to 8760h (e.g. 1h, 30m, 3600), not %q", v)
+		if err != nil || d <= 0 || d > longest {
+			return invalid("parameter \"ttl\" must be a duration from 1s to %s (e.g. 1h, 30m, 3600), not %q: the hub accepts no longer-lived token", longest, v)
 		}
 		ttl = d
 	}

@@ -158,8 +158,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 	body := http.MaxBytesReader(w, r.Body, maxJSONBody)
 	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
 		return bodyError(err, dst)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
@@ -168,6 +168,21 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 			return bodyError(err, dst)
 		}
 		return invalid("the request body holds more than one JSON value; send exactly one object")
+	}
+	return decodeObject(raw, dst)
+}
+
+// decodeObject decodes one JSON value into dst, refusing fields dst does
+// not have and a null body: decoding null into a struct would leave it
+// zero and, for example, create an enrollment group nobody described.
+func decodeObject(raw json.RawMessage, dst any) error {
+	if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return invalid("the request body is null; send a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return bodyError(err, dst)
 	}
 	return nil
 }

@@ -59,8 +59,11 @@ type response struct {
 type mount struct {
 	Pattern string
 	Role    registry.Role
-	Handler http.Handler
-	Docs    []*route
+	// OperatorOnly refuses tokens of customer organizations (403): what it
+	// serves spans every organization.
+	OperatorOnly bool
+	Handler      http.Handler
+	Docs         []*route
 }
 
 var wildcardRE = regexp.MustCompile(`\{([A-Za-z0-9_]+)(\.\.\.)?\}`)
@@ -163,6 +166,11 @@ func (s *Server) wrapMount(mt *mount) http.Handler {
 				return
 			}
 			r = ar
+			if mt.OperatorOnly && !principalOf(r).Operator {
+				s.writeError(w, r, &httpError{Status: http.StatusForbidden, Code: "forbidden",
+					Message: fmt.Sprintf("%s spans every organization: it needs a token of the operator organization (any role); ask the hub's operator", r.URL.Path)})
+				return
+			}
 		}
 		mt.Handler.ServeHTTP(w, r)
 	})
@@ -195,11 +203,13 @@ func (s *Server) mountHandlers(metrics http.Handler) {
 	}
 	if metrics != nil {
 		s.mounts = append(s.mounts, &mount{
-			Pattern: "GET /metrics",
-			Handler: metrics,
+			Pattern:      "GET /metrics",
+			Role:         registry.RoleViewer,
+			OperatorOnly: true,
+			Handler:      metrics,
 			Docs: []*route{{
-				Method: http.MethodGet, Pattern: "/metrics", ID: "metrics", Tag: "operations",
-				Summary: "Process metrics in the Prometheus text format (no token needed)",
+				Method: http.MethodGet, Pattern: "/metrics", ID: "metrics", Tag: "operations", Role: registry.RoleViewer, Errors: []int{http.StatusForbidden},
+				Summary: "Process metrics in the Prometheus text format; they name every organization, so a token of the operator organization is needed (viewer is enough). --metrics-listen serves them without a token on a separate address",
 				Responses: []response{{Status: http.StatusOK, Description: "metrics", Body: &content{
 					Type: "text/plain", Schema: schema{"type": "string"},
 					Example: "# TYPE shopfloor_api_requests_total counter\nshopfloor_api_requests_total{code=\"200\",method=\"GET\",route=\"/healthz\"} 1\n",

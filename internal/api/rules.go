@@ -250,7 +250,11 @@ func (s *Server) listRules(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	page, err := svc.List(r.Context(), orgOf(r), rules.ListFilter{Limit: limit, After: r.URL.Query().Get("after")})
+	after, err := afterParam(r)
+	if err != nil {
+		return err
+	}
+	page, err := svc.List(r.Context(), orgOf(r), rules.ListFilter{Limit: limit, After: after})
 	if err != nil {
 		return err
 	}

@@ -35,3 +35,16 @@ func (r apiRegistry) DeleteDevice(ctx context.Context, org, id string) error {
 	}
 	return nil
 }
+
+// credentialsChanged tells every hub process, over the bus, that a device's
+// record changed: each drops its cached record, and the one holding the
+// connection re-checks the credential and ends the connection if it was
+// revoked. Without the bus only this process is told.
+func (h *Hub) credentialsChanged(org, device string) {
+	if err := h.twins.router.CredentialsChanged(org, device); err != nil {
+		h.log.Warn("other hub processes were not told of a device change; a revoked connection there ends at its token's expiry", "device", device, "error", err)
+		if h.Gateway != nil {
+			h.Gateway.Revalidate(device)
+		}
+	}
+}

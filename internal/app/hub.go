@@ -79,6 +79,8 @@ type Hub struct {
 	conn       *connectivity.Service // connectivity.go
 	tmpl       *templateSet          // templates.go
 	users      *users.Service        // web.go: console users and sessions
+	metricsLn  net.Listener          // metrics.go: --metrics-listen
+	metricsSrv *http.Server
 
 	// AdminSecret is the bootstrap admin token, set only on the first start.
 	AdminSecret string
@@ -180,6 +182,7 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 		Meter:        h.meter,
 		Priority:     h.priority,
 		MaxInflight:  cfg.IngestInflight,
+		MaxTokenTTL:  cfg.MaxTokenTTL,
 		Cloud:        templateCloud{twinCloud{h.twins}, h},
 		Limits:       h.Quota,
 		LastStamp:    h.TSDB.LastTime,
@@ -187,7 +190,11 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 	if err != nil {
 		return nil, fmt.Errorf("MQTT gateway: %w", err)
 	}
-	h.twins.router.SetDevices(h.Gateway)
+	if err := h.twins.router.SetDevices(h.Gateway); err != nil {
+		return nil, err
+	}
+	h.Registry.OnDeviceChanged(h.credentialsChanged)
+	h.Registry.CheckTemplatesWith(h.templateExists)
 	if err := h.openConnectivity(ctx); err != nil {
 		return nil, err
 	}
@@ -213,6 +220,7 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 		Metrics:       promhttp.HandlerFor(h.metrics, promhttp.HandlerOpts{}),
 		Ready:         h.ready.Load,
 		SASToken:      azure.SASToken,
+		MaxTokenTTL:   cfg.MaxTokenTTL,
 		Twins:         h.twins.svc,
 		Methods:       h.twins.router,
 		Templates:     h.tmpl.svc,
@@ -238,6 +246,9 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 	}
 	h.httpSrv = api.NewHTTPServer(srv.Handler(), h.connLimits(), logger)
 	if err := h.listenHTTPS(srv.Handler()); err != nil {
+		return nil, err
+	}
+	if err := h.listenMetrics(); err != nil {
 		return nil, err
 	}
 	return h, nil
@@ -269,6 +280,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	g.Go(func() error { return h.Gateway.Run(ctx) })
 	h.runTwins(ctx, g)
 	h.runHTTPS(ctx, g)
+	h.runMetrics(ctx, g)
 	h.runRules(ctx, g)
 	h.runAnomaly(ctx, g)
 	h.runExports(ctx, g)
@@ -354,6 +366,9 @@ func (h *Hub) Close() {
 		_ = h.httpLn.Close()
 	}
 	h.closeHTTPS()
+	if h.metricsLn != nil {
+		_ = h.metricsLn.Close()
+	}
 	if h.Bus != nil {
 		_ = h.Bus.Close()
 		h.Bus = nil

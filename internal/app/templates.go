@@ -150,3 +150,18 @@ func tmplErr(err error) error {
 		template.ErrNotFound, registry.ErrNotFound,
 		template.ErrExists, registry.ErrConflict)
 }
+
+// templateExists tells the registry whether org has a device template, so
+// a device or enrollment group cannot name one that does not exist. It
+// reads the database, not the telemetry checker's cache: a template created
+// a moment ago on another hub process counts.
+func (h *Hub) templateExists(ctx context.Context, org, name string) (bool, error) {
+	_, err := h.tmpl.svc.Get(ctx, org, name)
+	switch {
+	case errors.Is(err, template.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return true, nil
+}

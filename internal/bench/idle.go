@@ -627,12 +627,19 @@ func (r *idleRun) sample(ctx context.Context, phase string) (HubSample, error) {
 	if err != nil {
 		return HubSample{}, fmt.Errorf("hub URL %q: %w", r.o.URL, err)
 	}
+	req.Header.Set("Authorization", "Bearer "+r.o.Token) // /metrics needs an operator-organization token
 	resp, err := r.hc.Do(req)
 	if err != nil {
 		return HubSample{}, fmt.Errorf("read the hub's memory from %s: is the hub running and the URL right? %w", u, err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusUnauthorized, http.StatusForbidden:
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return HubSample{}, fmt.Errorf("read the hub's memory from %s: HTTP %d %s: /metrics needs a token of the operator organization: %w",
+			u, resp.StatusCode, clip(raw), simulate.ErrUnauthorized)
+	default:
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		return HubSample{}, fmt.Errorf("read the hub's memory from %s: HTTP %d %s: the idle benchmark needs the hub's /metrics endpoint: %w",
 			u, resp.StatusCode, clip(raw), simulate.ErrAPI)

@@ -30,6 +30,10 @@ type Devices interface {
 	SendMethod(device, rid, method string, payload []byte) error
 	NotifyDesired(device string, version int64, patch []byte)
 	DeliverC2D(device string)
+	// Revalidate re-checks the credential of the device's connection here
+	// against its registry record and ends the connection if it no longer
+	// holds.
+	Revalidate(device string) bool
 }
 
 // Config configures a Router.
@@ -57,6 +61,12 @@ const (
 	kindC2D     = "c2d"
 )
 
+// changedSubject (under the prefix) carries "a device's credentials changed"
+// to every hub process, whether or not it holds the device's connection:
+// each drops its cached record, so a revoked key cannot connect to another
+// process for the few seconds that record would otherwise live.
+const changedSubject = ".devices.changed"
+
 // NATS headers of a method call.
 const (
 	hdrMethod  = "Sf-Method"
@@ -65,6 +75,7 @@ const (
 	hdrError   = "Sf-Error"
 	hdrDevice  = "Sf-Device"
 	hdrVersion = "Sf-Version"
+	hdrOrg     = "Sf-Org"
 )
 
 // Router routes cloud-to-device traffic over NATS.
@@ -81,6 +92,7 @@ type Router struct {
 	pending  map[string]*call       // rid
 	nextRID  atomic.Uint64
 	closed   bool
+	changes  *nats.Subscription // credential changes (SetDevices)
 }
 
 type attachment struct {
@@ -121,8 +133,14 @@ func New(cfg Config) (*Router, error) {
 	for i := range in {
 		in[i] = make(chan *nats.Msg, max(cfg.Buffer/cfg.Workers, 64))
 	}
-	return &Router{nc: cfg.Conn, prefix: cfg.Prefix, devices: cfg.Devices, log: cfg.Logger, check: cfg.Check,
-		in: in, attached: map[string]*attachment{}, pending: map[string]*call{}}, nil
+	r := &Router{nc: cfg.Conn, prefix: cfg.Prefix, log: cfg.Logger, check: cfg.Check,
+		in: in, attached: map[string]*attachment{}, pending: map[string]*call{}}
+	if cfg.Devices != nil {
+		if err := r.SetDevices(cfg.Devices); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
 }
 
 // worker is the channel that dispatches key's traffic (FNV-1a).
@@ -134,8 +152,23 @@ func (r *Router) worker(key string) chan *nats.Msg {
 	return r.in[h%uint32(len(r.in))]
 }
 
-// SetDevices sets the local gateway (it is built after the router).
-func (r *Router) SetDevices(d Devices) { r.devices = d }
+// SetDevices sets the local gateway (it is built after the router) and
+// starts watching credential changes for it. Call it once, before Run.
+func (r *Router) SetDevices(d Devices) error {
+	r.devices = d
+	sub, err := r.nc.Subscribe(r.prefix+changedSubject, func(m *nats.Msg) {
+		if dev := m.Header.Get(hdrDevice); dev != "" {
+			d.Revalidate(dev)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("watch device credential changes on the bus: %w", err)
+	}
+	r.mu.Lock()
+	r.changes = sub
+	r.mu.Unlock()
+	return nil
+}
 
 // token escapes an id for one subject token: ids of only [A-Za-z0-9_-] stay
 // as they are, any other is "~" and its hex (ids may hold '.', '*', '>').
@@ -226,6 +259,10 @@ func (r *Router) close() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.closed = true
+	if r.changes != nil {
+		_ = r.changes.Unsubscribe()
+		r.changes = nil
+	}
 	for k, a := range r.attached {
 		_ = a.sub.Unsubscribe()
 		delete(r.attached, k)
@@ -457,6 +494,22 @@ func (r *Router) NotifyC2D(org, device string) error {
 	msg.Header.Set(hdrDevice, device)
 	if err := r.nc.PublishMsg(msg); err != nil {
 		return fmt.Errorf("notify %s of a queued message: %w", device, err)
+	}
+	return nil
+}
+
+// CredentialsChanged tells every hub process that a device's credentials
+// or state changed (a key regenerated, the device disabled or deleted):
+// each re-checks the device (Devices.Revalidate), and the one holding its
+// connection ends it if its credential no longer holds. The message goes
+// over the bus even when the device is connected here, so a connection
+// being taken over by another process is re-checked too.
+func (r *Router) CredentialsChanged(org, device string) error {
+	msg := nats.NewMsg(r.prefix + changedSubject)
+	msg.Header.Set(hdrDevice, device)
+	msg.Header.Set(hdrOrg, org)
+	if err := r.nc.PublishMsg(msg); err != nil {
+		return fmt.Errorf("tell the hub that the credentials of %s changed: %w", device, err)
 	}
 	return nil
 }

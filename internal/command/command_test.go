@@ -35,9 +35,10 @@ type fakeGateway struct {
 
 	release chan struct{}
 
-	mu      sync.Mutex
-	desired []string
-	c2d     int
+	mu          sync.Mutex
+	desired     []string
+	c2d         int
+	revalidated []string
 }
 
 func (g *fakeGateway) SendMethod(device, rid, method string, payload []byte) error {
@@ -65,6 +66,13 @@ func (g *fakeGateway) DeliverC2D(string) {
 	g.c2d++
 }
 
+func (g *fakeGateway) Revalidate(device string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.revalidated = append(g.revalidated, device)
+	return true
+}
+
 func newRouter(t testing.TB, url string) (*Router, *fakeGateway) {
 	t.Helper()
 	nc, err := nats.Connect(url)
@@ -77,7 +85,9 @@ func newRouter(t testing.TB, url string) (*Router, *fakeGateway) {
 		t.Fatal(err)
 	}
 	g := &fakeGateway{r: r, t: t, release: make(chan struct{})}
-	r.SetDevices(g)
+	if err := r.SetDevices(g); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
@@ -100,7 +110,7 @@ func eventually(t testing.TB, what string, cond func() bool) {
 func TestRouterAcrossProcesses(t *testing.T) {
 	url := startNATS(t)
 	a, ga := newRouter(t, url)
-	b, _ := newRouter(t, url)
+	b, gb := newRouter(t, url)
 	ctx := context.Background()
 	const dev = "line.3/press*7>" // '.', '*' and '>' must not break subjects
 
@@ -147,6 +157,23 @@ func TestRouterAcrossProcesses(t *testing.T) {
 		defer ga.mu.Unlock()
 		return len(ga.desired) == 1 && ga.desired[0] == dev+`@7:{"a":1,"$version":7}` && ga.c2d == 1
 	})
+
+	// A credential change made on any process reaches every process: the
+	// one holding the connection (this one included) and the others, which
+	// drop their cached record of the device.
+	if err := b.CredentialsChanged("acme", dev); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.CredentialsChanged("acme", dev); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []*fakeGateway{ga, gb} {
+		eventually(t, "two credential re-checks", func() bool {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			return len(g.revalidated) == 2 && g.revalidated[0] == dev && g.revalidated[1] == dev
+		})
+	}
 
 	a.Detach("acme", dev)
 	if a.Attached() != 0 {
@@ -317,7 +344,9 @@ func TestRouterLocalCallEndsAtShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.SetDevices(&fakeGateway{r: r, t: t, release: make(chan struct{})})
+	if err := r.SetDevices(&fakeGateway{r: r, t: t, release: make(chan struct{})}); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
 	go func() { r.Run(ctx); close(stopped) }()

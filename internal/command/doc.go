@@ -10,5 +10,9 @@
 //   - any process Invokes a method with NATS request/reply (no responders
 //     means the device is offline) and publishes notifications.
 //
+// "A device's credentials changed" (a key regenerated, the device disabled
+// or deleted) goes to every process on <prefix>.devices.changed: each drops
+// its cached record, and the one holding the connection re-checks it.
+//
 // It imports only nats.go; it must not import gateway, twin, api or app.
 package command

@@ -62,6 +62,10 @@ type Config struct {
 	MaxDeviceFields int `yaml:"max_device_fields" flag:"max-device-fields" usage:"most distinct field names one device may send"`
 	MaxOrgSeries    int `yaml:"max_org_series" flag:"max-org-series" usage:"most series (device fields) one organization may hold"`
 	MaxFieldName    int `yaml:"max_field_name" flag:"max-field-name" usage:"longest flattened field name, in bytes"`
+	// MetricsListen serves /metrics without a token on its own address.
+	MetricsListen string `yaml:"metrics_listen" flag:"metrics-listen" usage:"extra listen address serving only /metrics, without a token, for a Prometheus that cannot send one (e.g. 127.0.0.1:9100; empty: none). /metrics on --http always needs an operator-organization token"`
+	// MaxTokenTTL is the longest SAS token lifetime the gateway accepts.
+	MaxTokenTTL time.Duration `yaml:"max_token_ttl" flag:"max-token-ttl" usage:"longest lifetime of a device SAS token the hub accepts at CONNECT (expiry minus now); longer tokens are refused. Default one year, the longest token the API issues"`
 	// AdminToken is the bootstrap admin token on first start (env only, so it
 	// does not show in the process list).
 	AdminToken string `yaml:"-"`
@@ -88,6 +92,7 @@ func Default() Config {
 		MaxOrgSeries:        5_000_000,
 		MaxFieldName:        256,
 		SDCoreReconcile:     5 * time.Minute,
+		MaxTokenTTL:         365 * 24 * time.Hour,
 	}
 }
 
@@ -197,7 +202,7 @@ func (c Config) Validate() error {
 	if c.Data == "" {
 		return fmt.Errorf("data directory is empty: %w", ErrInvalid)
 	}
-	for name, addr := range map[string]string{"http": c.HTTP, "https": c.HTTPS, "mqtt": c.MQTT, "mqtts": c.MQTTS} {
+	for name, addr := range map[string]string{"http": c.HTTP, "https": c.HTTPS, "mqtt": c.MQTT, "mqtts": c.MQTTS, "metrics-listen": c.MetricsListen} {
 		if addr == "" && name == "http" {
 			return fmt.Errorf("--http is empty: the hub needs an HTTP address: %w", ErrInvalid)
 		}
@@ -228,6 +233,9 @@ func (c Config) Validate() error {
 	}
 	if c.Retention < time.Hour {
 		return fmt.Errorf("--retention %s is shorter than an hour: %w", c.Retention, ErrInvalid)
+	}
+	if c.MaxTokenTTL < time.Minute {
+		return fmt.Errorf("--max-token-ttl %s is shorter than a minute: devices could not connect long enough to renew their token: %w", c.MaxTokenTTL, ErrInvalid)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -59,6 +59,9 @@ func TestInvalid(t *testing.T) {
 		{[]string{"--tls-cert", "a.pem"}, nil},
 		{[]string{"--log-level", "chatty"}, nil},
 		{[]string{"--nats", "127.0.0.1:4222"}, nil},
+		{[]string{"--max-token-ttl", "30s"}, nil},
+		{nil, map[string]string{"SHOPFLOOR_MAX_TOKEN_TTL": "forever"}},
+		{[]string{"--metrics-listen", "9100"}, nil},
 	}
 	for _, tc := range cases {
 		if _, err := load(t, tc.args, tc.env); !errors.Is(err, ErrInvalid) {
@@ -153,5 +156,29 @@ func TestSDCoreLogin(t *testing.T) {
 		if _, err := load(t, tc.args, tc.env); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.flag) {
 			t.Errorf("%v %v: %v, want ErrInvalid naming %s", tc.args, tc.env, err, tc.flag)
 		}
+	}
+}
+
+func TestSecurityLimits(t *testing.T) {
+	c, err := load(t, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxTokenTTL != 365*24*time.Hour || c.MetricsListen != "" {
+		t.Fatalf("defaults: max token TTL %s, metrics listen %q", c.MaxTokenTTL, c.MetricsListen)
+	}
+	c, err = load(t, nil, map[string]string{"SHOPFLOOR_MAX_TOKEN_TTL": "24h", "SHOPFLOOR_METRICS_LISTEN": "127.0.0.1:9100"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxTokenTTL != 24*time.Hour || c.MetricsListen != "127.0.0.1:9100" {
+		t.Fatalf("from the environment: %s %q", c.MaxTokenTTL, c.MetricsListen)
+	}
+	c, err = load(t, []string{"--max-token-ttl", "1h"}, map[string]string{"SHOPFLOOR_MAX_TOKEN_TTL": "24h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxTokenTTL != time.Hour {
+		t.Fatalf("the flag must win over the environment: %s", c.MaxTokenTTL)
 	}
 }

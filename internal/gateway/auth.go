@@ -35,6 +35,7 @@ type authenticator struct {
 
 	mu     sync.Mutex
 	byID   map[string]cachedDevice
+	drops  dropClock // counts forget, by bucket of device ids (revoke.go)
 	loads  singleflight.Group
 	groups cachedValue[[]registry.EnrollmentGroup]
 	cas    cachedValue[*caSet]
@@ -118,6 +119,7 @@ func (a *authenticator) forget(id string) {
 	a.mu.Lock()
 	delete(a.byID, id)
 	a.mu.Unlock()
+	a.drops.of(id).Add(1)
 }
 
 func (a *authenticator) sweep(now time.Time) {
@@ -211,6 +213,9 @@ func (g *Gateway) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, *a
 	}
 	certs := peerCertificates(cl.Net.Conn)
 
+	// Read before the lookup: a record dropped after it (a revocation)
+	// shows as a change when the session is established.
+	drops := g.auth.drops.of(id).Load()
 	dev, err := g.auth.lookup(ctx, id)
 	if errors.Is(err, registry.ErrNotFound) {
 		var aerr *authError
@@ -225,6 +230,7 @@ func (g *Gateway) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, *a
 		return nil, deny("", "device is disabled", false)
 	}
 
+	var cred credential
 	switch dev.Auth {
 	case registry.AuthX509Self:
 		if len(certs) == 0 {
@@ -237,6 +243,7 @@ func (g *Gateway) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, *a
 		if now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
 			return nil, deny("client certificate is expired or not yet valid", fmt.Sprintf("client certificate valid %s to %s", leaf.NotBefore.Format(time.RFC3339), leaf.NotAfter.Format(time.RFC3339)), true)
 		}
+		cred = credential{auth: registry.AuthX509Self, secret: strings.ToLower(dev.Thumbprint), expires: leaf.NotAfter}
 	case registry.AuthX509CA:
 		if len(certs) == 0 {
 			return nil, deny("this device authenticates with its X.509 certificate: connect over TLS and present it", "no client certificate", true)
@@ -248,6 +255,7 @@ func (g *Gateway) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, *a
 		if _, err := verifyChain(certs, set.byOrg[dev.Org], id, now); err != nil {
 			return nil, deny("", "client certificate: "+err.Error(), true)
 		}
+		cred = credential{auth: registry.AuthX509CA, expires: certs[0].NotAfter}
 	default: // registry.AuthSAS
 		if !pk.Connect.PasswordFlag || len(pk.Connect.Password) == 0 {
 			return nil, deny("the password must be a SAS token", "no SAS token", true)
@@ -260,8 +268,10 @@ func (g *Gateway) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, *a
 			msg := fmt.Sprintf("SAS token is for %q, not for device %q", clip(s.Resource), clip(id))
 			return nil, deny(msg, msg, true)
 		}
+		used := dev.PrimaryKey
 		err = azure.VerifySAS(s, "", dev.PrimaryKey, now)
 		if errors.Is(err, azure.ErrBadSignature) && dev.SecondaryKey != "" {
+			used = dev.SecondaryKey
 			err = azure.VerifySAS(s, "", dev.SecondaryKey, now)
 		}
 		switch {
@@ -270,6 +280,10 @@ func (g *Gateway) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, *a
 		case err != nil:
 			return nil, deny("", "SAS token: "+err.Error(), true)
 		}
+		if aerr := g.checkTokenLifetime(s.Expiry, now, true); aerr != nil {
+			return nil, aerr
+		}
+		cred = credential{auth: registry.AuthSAS, secret: keyHash(used), expires: s.Expiry}
 	}
 
 	if g.cfg.Admit != nil {
@@ -283,7 +297,7 @@ func (g *Gateway) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, *a
 		}
 	}
 
-	sess := &session{org: dev.Org, device: dev.ID, site: dev.Site, template: dev.Template}
+	sess := &session{org: dev.Org, device: dev.ID, site: dev.Site, template: dev.Template, cred: cred, drops: drops}
 	if pk.Connect.WillFlag {
 		t, err := azure.ParseTopic(pk.Connect.WillTopic)
 		if err != nil || t.Kind != azure.TopicTelemetry || t.DeviceID != id {
@@ -354,6 +368,9 @@ func (g *Gateway) zeroTouch(ctx context.Context, id string, pk packets.Packet, c
 				return registry.Device{}, deny("SAS token expired", "enrollment group "+grp.ID+": "+err.Error(), false)
 			case err != nil:
 				continue
+			}
+			if aerr := g.checkTokenLifetime(s.Expiry, now, false); aerr != nil {
+				return registry.Device{}, aerr
 			}
 			dev, aerr := g.register(ctx, id, func(ctx context.Context) (registry.Device, error) {
 				return g.devices.RegisterFromGroup(ctx, grp.ID, id)

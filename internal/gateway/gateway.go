@@ -35,6 +35,9 @@ type Config struct {
 	ConnectTimeout time.Duration // time allowed for the TLS handshake and the CONNECT packet; default 10s
 	WriteTimeout   time.Duration // longest one write to a device may block before the device is disconnected as stuck; default 10s
 	SessionExpiry  time.Duration // longest a persistent session of a disconnected device is kept; default 1h
+	// MaxTokenTTL is the longest lifetime (expiry minus now, at CONNECT)
+	// of a SAS token the gateway accepts; default DefaultMaxTokenTTL.
+	MaxTokenTTL time.Duration
 
 	// Per-connection buffers, sized for many idle devices: a 10,000-device
 	// hub spends about ReadBufferSize plus a few KiB per connection.
@@ -117,6 +120,9 @@ func (c Config) withDefaults() Config {
 	if c.SessionExpiry <= 0 {
 		c.SessionExpiry = time.Hour
 	}
+	if c.MaxTokenTTL <= 0 {
+		c.MaxTokenTTL = DefaultMaxTokenTTL
+	}
 	if c.ReadBufferSize <= 0 {
 		c.ReadBufferSize = 1024
 	}
@@ -188,6 +194,9 @@ type Gateway struct {
 type session struct {
 	org, device, site, template string
 	will                        *will
+	cred                        credential // what the connection proved at CONNECT (revoke.go)
+	drops                       uint64     // the device's dropClock before its record was read
+	expiry                      atomic.Pointer[time.Timer]
 	established                 atomic.Bool
 	messages, malformed         atomic.Uint64
 	names                       []string      // scratch for Limits; used only on the connection's goroutine

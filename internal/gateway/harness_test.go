@@ -32,6 +32,9 @@ type fakeDevices struct {
 	cas     []registry.CACert
 	errs    map[string][]string
 	lookups int
+	// afterRead, when set, runs after LookupDevice read a record and
+	// before it returns it, so a test can change the registry meanwhile.
+	afterRead func(id string)
 }
 
 func newFakeDevices() *fakeDevices {
@@ -74,9 +77,13 @@ func (f *fakeDevices) errors(id string) []string {
 
 func (f *fakeDevices) LookupDevice(_ context.Context, id string) (registry.Device, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.lookups++
 	d, ok := f.devices[id]
+	after := f.afterRead
+	f.mu.Unlock()
+	if after != nil {
+		after(id)
+	}
 	if !ok {
 		return registry.Device{}, fmt.Errorf("device %q: %w", id, registry.ErrNotFound)
 	}

@@ -75,6 +75,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 		if f := h.g.cfg.OnConnection; f != nil {
 			f(v.(*session).org, v.(*session).device, true, time.Now())
 		}
+		h.g.watchCredential(cl, v.(*session))
 		h.g.sessionStarted(cl, v.(*session))
 	}
 }
@@ -86,6 +87,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
 		return
 	}
 	s := v.(*session)
+	s.stopExpiry()
 	if s.established.Load() {
 		g.stats.connections.Add(-1)
 		if f := g.cfg.OnConnection; f != nil {

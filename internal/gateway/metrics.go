@@ -23,6 +23,8 @@ type Stats struct {
 	PublishFailures uint64 // telemetry not stored: the bus failed or timed out (not acknowledged)
 	Queued          int    // telemetry messages waiting, by priority, for a slot (MaxInflight) now
 	DownlinkDropped uint64 // messages to devices dropped because their throttled backlog was full
+	Expired         uint64 // connections ended because their SAS token or certificate expired
+	Revoked         uint64 // connections ended because their credential was revoked (key regenerated, device disabled or deleted)
 }
 
 type counters struct {
@@ -40,6 +42,8 @@ type counters struct {
 	denied          atomic.Uint64
 	publishFailures atomic.Uint64
 	downlinkDropped atomic.Uint64
+	expired         atomic.Uint64
+	revoked         atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -61,6 +65,8 @@ func (g *Gateway) Stats() Stats {
 		PublishFailures: c.publishFailures.Load(),
 		Queued:          g.gate.queued(),
 		DownlinkDropped: c.downlinkDropped.Load(),
+		Expired:         c.expired.Load(),
+		Revoked:         c.revoked.Load(),
 	}
 }
 
@@ -113,6 +119,8 @@ func statDescs() []statDesc {
 		{prometheus.NewDesc("shopfloor_gateway_acl_denied_total", "Publishes refused by the topic ACL.", nil, nil), false, func(s Stats) float64 { return float64(s.Denied) }},
 		{prometheus.NewDesc("shopfloor_gateway_publish_failures_total", "Telemetry messages the bus did not store (not acknowledged).", nil, nil), false, func(s Stats) float64 { return float64(s.PublishFailures) }},
 		{prometheus.NewDesc("shopfloor_gateway_downlink_dropped_total", "Messages to devices dropped because the device's downlink was throttled and its backlog full.", nil, nil), false, func(s Stats) float64 { return float64(s.DownlinkDropped) }},
+		{prometheus.NewDesc("shopfloor_gateway_credential_expired_total", "Connections ended because their SAS token or client certificate expired.", nil, nil), false, func(s Stats) float64 { return float64(s.Expired) }},
+		{prometheus.NewDesc("shopfloor_gateway_credential_revoked_total", "Connections ended because their credential was revoked (key regenerated, device disabled or deleted).", nil, nil), false, func(s Stats) float64 { return float64(s.Revoked) }},
 		{prometheus.NewDesc("shopfloor_gateway_ingest_queued", "Telemetry messages waiting, by their device's priority, because the hub is saturated.", nil, nil), true, func(s Stats) float64 { return float64(s.Queued) }},
 	}
 }

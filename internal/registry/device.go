@@ -13,19 +13,20 @@ const (
 	MaxPageSize     = 1000
 )
 
-// siteChecker remembers which sites exist during one request, so a CSV
-// import does not look the same site up for every row. The database's
-// foreign key still catches a site deleted meanwhile.
-type siteChecker map[string]error
+// refChecker remembers which sites and templates exist during one request,
+// so a CSV import does not look the same one up for every row (keys
+// "site/<id>" and "template/<id>"). The database's foreign key still
+// catches a site deleted meanwhile.
+type refChecker map[string]error
 
-func (s *Service) checkSite(ctx context.Context, org, site string, seen siteChecker) error {
+func (s *Service) checkSite(ctx context.Context, org, site string, seen refChecker) error {
 	if site == "" {
 		return nil
 	}
 	if err := checkID("site id", site); err != nil {
 		return err
 	}
-	if err, ok := seen[site]; ok {
+	if err, ok := seen["site/"+site]; ok {
 		return err
 	}
 	_, err := s.store.GetSite(ctx, org, site)
@@ -33,14 +34,51 @@ func (s *Service) checkSite(ctx context.Context, org, site string, seen siteChec
 		err = fmt.Errorf("site %q does not exist in organization %q: create the site first or leave site empty: %w", site, org, ErrInvalid)
 	}
 	if seen != nil && (err == nil || errors.Is(err, ErrInvalid)) {
-		seen[site] = err
+		seen["site/"+site] = err
+	}
+	return err
+}
+
+// TemplateExists reports whether org has a device template; the hub sets
+// it with CheckTemplatesWith.
+type TemplateExists func(ctx context.Context, org, template string) (bool, error)
+
+// CheckTemplatesWith makes devices and enrollment groups that name a
+// template that does not exist invalid. Without it any well-formed template
+// name is accepted.
+func (s *Service) CheckTemplatesWith(fn TemplateExists) {
+	s.templateExists.Store(&fn)
+}
+
+// checkTemplateExists validates a template name and, when the service can
+// see templates, that org has it.
+func (s *Service) checkTemplateExists(ctx context.Context, org, tmpl string, seen refChecker) error {
+	if err := checkTemplate(tmpl); err != nil || tmpl == "" {
+		return err
+	}
+	fn := s.templateExists.Load()
+	if fn == nil || *fn == nil {
+		return nil
+	}
+	if err, ok := seen["template/"+tmpl]; ok {
+		return err
+	}
+	ok, err := (*fn)(ctx, org, tmpl)
+	if err != nil {
+		return fmt.Errorf("check that template %q exists: %w", tmpl, err)
+	}
+	if !ok {
+		err = fmt.Errorf("template %q does not exist in this organization: create it first (shopfloor template create, or POST /api/v1/templates), correct the name, or leave template empty: %w", tmpl, ErrInvalid)
+	}
+	if seen != nil {
+		seen["template/"+tmpl] = err
 	}
 	return err
 }
 
 // prepareDevice validates d for creation in org and fills generated fields.
 // It checks everything that needs no database first.
-func (s *Service) prepareDevice(ctx context.Context, org string, d *Device, sites siteChecker) error {
+func (s *Service) prepareDevice(ctx context.Context, org string, d *Device, refs refChecker) error {
 	if err := ValidateDeviceID(d.ID); err != nil {
 		return err
 	}
@@ -96,7 +134,10 @@ func (s *Service) prepareDevice(ctx context.Context, org string, d *Device, site
 		}
 		d.Thumbprint = tp
 	}
-	if err := s.checkSite(ctx, org, d.Site, sites); err != nil {
+	if err := s.checkSite(ctx, org, d.Site, refs); err != nil {
+		return err
+	}
+	if err := s.checkTemplateExists(ctx, org, d.Template, refs); err != nil {
 		return err
 	}
 	t := now()
@@ -174,10 +215,16 @@ func (s *Service) UpdateDevice(ctx context.Context, org, id string, p DevicePatc
 			return Device{}, err
 		}
 	}
+	if p.Template != nil {
+		if err := s.checkTemplateExists(ctx, org, *p.Template, nil); err != nil {
+			return Device{}, err
+		}
+	}
 	d, err := s.store.UpdateDevice(ctx, org, id, p, now())
 	if err != nil {
 		return Device{}, err
 	}
+	s.changed(org, id)
 	return d, nil
 }
 
@@ -203,6 +250,7 @@ func (s *Service) RegenerateKey(ctx context.Context, org, id, which string) (Dev
 		return Device{}, err
 	}
 	s.log.Info("device key regenerated", "org", org, "device", id, "key", which)
+	s.changed(org, id)
 	return d, nil
 }
 
@@ -212,6 +260,7 @@ func (s *Service) DeleteDevice(ctx context.Context, org, id string) error {
 		return err
 	}
 	s.log.Debug("device deleted", "org", org, "device", id)
+	s.changed(org, id)
 	return nil
 }
 

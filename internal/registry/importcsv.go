@@ -70,7 +70,7 @@ func (s *Service) ImportCSV(ctx context.Context, org string, r io.Reader, progre
 
 	total := len(recs)
 	seen := make(map[string]int, total) // device id -> first line
-	sites := siteChecker{}
+	refs := refChecker{}
 	for i, rec := range recs {
 		if err := ctx.Err(); err != nil {
 			return rep, fmt.Errorf("import stopped after %d of %d rows: %w", i, total, err)
@@ -89,7 +89,7 @@ func (s *Service) ImportCSV(ctx context.Context, org string, r io.Reader, progre
 				}
 			}
 			if err == nil {
-				err = s.prepareDevice(ctx, org, &d, sites)
+				err = s.prepareDevice(ctx, org, &d, refs)
 			}
 			if err == nil {
 				err = s.store.CreateDevice(ctx, d)

@@ -19,7 +19,7 @@ func (s *Service) CreateEnrollmentGroup(ctx context.Context, org string, g Enrol
 			return EnrollmentGroup{}, err
 		}
 	}
-	if err := checkTemplate(g.Template); err != nil {
+	if err := s.checkTemplateExists(ctx, org, g.Template, nil); err != nil {
 		return EnrollmentGroup{}, err
 	}
 	if err := checkTags(g.Tags); err != nil {

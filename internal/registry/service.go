@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,6 +28,10 @@ type Service struct {
 	log   *slog.Logger
 	rand  io.Reader
 	auth  authCache
+	// deviceChanged is told after a device's record changed (OnDeviceChanged).
+	deviceChanged atomic.Pointer[func(org, device string)]
+	// templateExists checks device templates (CheckTemplatesWith).
+	templateExists atomic.Pointer[TemplateExists]
 }
 
 // authCacheTTL bounds how long a token stays accepted by a hub process after
@@ -79,6 +84,19 @@ func New(store Store, logger *slog.Logger) *Service {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Service{store: store, log: logger, rand: rand.Reader}
+}
+
+// OnDeviceChanged sets fn to be told, after the change is stored, that a
+// device was updated, had a key regenerated or was deleted; the hub uses it
+// to end connections whose credential no longer holds. fn must not block.
+func (s *Service) OnDeviceChanged(fn func(org, device string)) {
+	s.deviceChanged.Store(&fn)
+}
+
+func (s *Service) changed(org, device string) {
+	if fn := s.deviceChanged.Load(); fn != nil && *fn != nil {
+		(*fn)(org, device)
+	}
 }
 
 // now is truncated to microseconds, the precision both databases keep, so a

@@ -181,6 +181,20 @@ func (f *Fleet) Provision(ctx context.Context) error {
 			return fmt.Errorf("provision site %s: %w", s, err)
 		}
 	}
+	kinds := map[Kind]bool{}
+	for _, d := range f.devices {
+		if kinds[d.Kind] {
+			continue
+		}
+		kinds[d.Kind] = true
+		spec, err := d.Kind.TemplateSpec()
+		if err != nil {
+			return fmt.Errorf("template of %s machines: %w", d.Kind, err)
+		}
+		if err := f.client.EnsureTemplate(ctx, spec); err != nil {
+			return fmt.Errorf("provision template %s: %w", spec.ID, err)
+		}
+	}
 	f.provisioned.Store(0)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)

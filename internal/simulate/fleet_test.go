@@ -29,13 +29,14 @@ type fakeHub struct {
 	mu          sync.Mutex
 	sites       map[string]string
 	devices     map[string]Device
+	templates   map[string]TemplateSpec
 	creates     int
 	conflicts   int
 	unauthorize bool
 }
 
 func newFakeHub(t *testing.T) (*fakeHub, *httptest.Server) {
-	h := &fakeHub{sites: map[string]string{}, devices: map[string]Device{}}
+	h := &fakeHub{sites: map[string]string{}, devices: map[string]Device{}, templates: map[string]TemplateSpec{}}
 	mux := http.NewServeMux()
 	auth := func(next http.HandlerFunc) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
@@ -62,6 +63,22 @@ func newFakeHub(t *testing.T) (*fakeHub, *httptest.Server) {
 		w.WriteHeader(http.StatusCreated)
 		json.NewEncoder(w).Encode(in)
 	}))
+	mux.HandleFunc("POST /api/v1/templates", auth(func(w http.ResponseWriter, r *http.Request) {
+		var in TemplateSpec
+		if err := json.NewDecoder(r.Body).Decode(&in); err != nil || in.ID == "" || len(in.Telemetry) == 0 {
+			http.Error(w, `{"error":"bad template"}`, http.StatusBadRequest)
+			return
+		}
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if _, ok := h.templates[in.ID]; ok {
+			http.Error(w, `{"error":"template exists"}`, http.StatusConflict)
+			return
+		}
+		h.templates[in.ID] = in
+		w.WriteHeader(http.StatusCreated)
+		json.NewEncoder(w).Encode(in)
+	}))
 	mux.HandleFunc("POST /api/v1/devices", auth(func(w http.ResponseWriter, r *http.Request) {
 		var in DeviceSpec
 		if err := json.NewDecoder(r.Body).Decode(&in); err != nil || in.ID == "" {
@@ -72,6 +89,10 @@ func newFakeHub(t *testing.T) (*fakeHub, *httptest.Server) {
 		defer h.mu.Unlock()
 		if _, ok := h.sites[in.Site]; !ok {
 			http.Error(w, `{"error":"unknown site"}`, http.StatusBadRequest)
+			return
+		}
+		if _, ok := h.templates[in.Template]; in.Template != "" && !ok {
+			http.Error(w, `{"error":"unknown template"}`, http.StatusBadRequest)
 			return
 		}
 		if _, ok := h.devices[in.ID]; ok {

@@ -222,6 +222,14 @@ func (a *API) CreateDevice(t testing.TB, id string, extra map[string]any) Device
 	return d
 }
 
+// CreateTemplate creates an empty device template, which declares no
+// telemetry, properties or commands: the hub refuses devices that name a
+// template it does not have.
+func (a *API) CreateTemplate(t testing.TB, id string) {
+	t.Helper()
+	a.MustDo(t, http.StatusCreated, "POST", "/api/v1/templates", map[string]any{"id": id, "telemetry": []any{}, "properties": []any{}, "commands": []any{}}, nil)
+}
+
 // CreateOrgToken creates a customer organization and an admin token in it.
 func (a *API) CreateOrgToken(t testing.TB, org string, role string) *API {
 	t.Helper()

@@ -139,6 +139,105 @@ func TestPasswordGuessingIsThrottled(t *testing.T) {
 	}
 }
 
+// Forty guesses at once: the throttle holds at five, because each try is
+// counted before its password is checked.
+func TestConcurrentGuessesHoldTheLimit(t *testing.T) {
+	db, err := sql.Open("sqlite", filepath.Join(t.TempDir(), "u.db")+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	// A realistic cost, so that checks overlap as they do on a real hub.
+	us, err := users.New(context.Background(), users.Config{DB: db, Driver: "sqlite", Cost: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, func(d *web.Deps) { d.Users, d.Sessions = us, us })
+	if _, err := us.Create(context.Background(), f.op.ID, "anna.k", "correct horse battery", registry.RoleViewer); err != nil {
+		t.Fatal(err)
+	}
+	type form struct{ cookie, csrf string }
+	forms := make([]form, 40)
+	for i := range forms {
+		b := f.browser(t)
+		_, page := b.get("/login")
+		u, _ := url.Parse(f.srv.URL)
+		for _, c := range b.c.Jar.Cookies(u) {
+			if c.Name == "sf_login" {
+				forms[i] = form{cookie: c.String(), csrf: csrfOf(t, page)}
+			}
+		}
+		if forms[i].cookie == "" {
+			t.Fatal("the sign-in page set no sf_login cookie")
+		}
+	}
+	codes := make([]int, len(forms))
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i, fm := range forms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := url.Values{"csrf": {fm.csrf}, "user": {"anna.k"}, "password": {fmt.Sprintf("guess number %d", i)}}.Encode()
+			req, _ := http.NewRequest("POST", f.srv.URL+"/login", strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Cookie", fm.cookie)
+			<-start
+			resp, err := http.DefaultTransport.RoundTrip(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			codes[i] = resp.StatusCode
+		}()
+	}
+	close(start)
+	wg.Wait()
+	checked, throttled := 0, 0
+	for _, c := range codes {
+		switch c {
+		case http.StatusUnauthorized:
+			checked++
+		case http.StatusTooManyRequests:
+			throttled++
+		default:
+			t.Errorf("a guess answered %d", c)
+		}
+	}
+	if checked != 5 || throttled != 35 {
+		t.Fatalf("of 40 concurrent guesses %d had their password checked and %d were throttled; want 5 and 35", checked, throttled)
+	}
+}
+
+// One password tried against many user names from one computer is
+// throttled after 20 failures, whatever the names.
+func TestOnePasswordAcrossManyNamesIsThrottled(t *testing.T) {
+	us := openUsers(t)
+	f := newFixture(t, func(d *web.Deps) { d.Users, d.Sessions = us, us })
+	if _, err := us.Create(context.Background(), f.op.ID, "anna.k", "correct horse battery", registry.RoleViewer); err != nil {
+		t.Fatal(err)
+	}
+	b := f.browser(t)
+	for i := range 20 {
+		if code, _ := b.signInUser(fmt.Sprintf("user-%d", i), "Summer2026!"); code != http.StatusUnauthorized {
+			t.Fatalf("guess %d answered %d, want 401", i, code)
+		}
+	}
+	code, body := b.signInUser("user-20", "Summer2026!")
+	if code != http.StatusTooManyRequests || !strings.Contains(body, "Too many failed sign-ins from this computer") {
+		t.Fatalf("the 21st name answered %d:\n%s", code, body)
+	}
+	// The address is throttled for every name, and for API tokens.
+	if code, _ := b.signInUser("anna.k", "correct horse battery"); code != http.StatusTooManyRequests {
+		t.Fatalf("a right password from the throttled address answered %d", code)
+	}
+	_, page := b.get("/login")
+	if code, _, _ := b.post("/login", url.Values{"csrf": {csrfOf(t, page)}, "token": {adminSecret}}); code != http.StatusTooManyRequests {
+		t.Fatalf("a token sign-in from the throttled address answered %d", code)
+	}
+}
+
 func TestPasswordSignInOffWithoutUsers(t *testing.T) {
 	f := newFixture(t)
 	b := f.browser(t)

@@ -162,6 +162,7 @@ func (s *Server) static() http.Handler {
 		// Assets change only with the binary; revalidate rather than cache
 		// blindly, so an upgrade never serves stale JavaScript.
 		w.Header().Set("Cache-Control", "no-cache")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
 		files.ServeHTTP(w, r)
 	}))
 }

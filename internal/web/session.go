@@ -379,24 +379,22 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 			fail(http.StatusBadRequest, "Enter both your user name and your password.")
 			return
 		}
-		key := throttleKey(r, name)
-		if wait := s.throttle.wait(key); wait > 0 {
-			s.log.Warn("console sign-in throttled", "user", name, "remote", r.RemoteAddr)
-			fail(http.StatusTooManyRequests, fmt.Sprintf("Too many wrong passwords for %s from this computer. Wait %d minutes and try again, or ask an admin of your organization to reset the password.", name, int(wait.Minutes())+1))
+		try, ok := s.reserveSignIn(r, name, fail)
+		if !ok {
 			return
 		}
 		u, err := s.deps.Users.Authenticate(ctx, name, r.PostFormValue("password"))
 		if err != nil {
 			if errors.Is(err, registry.ErrUnauthorized) {
-				s.throttle.failed(key)
-				s.log.Info("console sign-in refused", "user", name)
+				s.log.Info("console sign-in refused", "user", name, "remote", r.RemoteAddr)
 				fail(http.StatusUnauthorized, "Wrong user name or password. Check both and try again, or ask an admin of your organization to reset your account.")
 				return
 			}
+			try.aborted()
 			s.fail(w, r, err)
 			return
 		}
-		s.throttle.succeeded(key)
+		try.succeeded()
 		userID, p = u.ID, registry.Principal{Org: u.Org, Role: u.Role}
 	} else {
 		secret = strings.TrimSpace(r.PostFormValue("token"))
@@ -404,15 +402,22 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 			fail(http.StatusBadRequest, "Enter a user name and password, or an API token.")
 			return
 		}
+		try, ok := s.reserveSignIn(r, "", fail)
+		if !ok {
+			return
+		}
 		p, err = s.deps.Registry.Authenticate(ctx, secret)
 		if err != nil {
 			if errors.Is(err, registry.ErrUnauthorized) || errors.Is(err, registry.ErrNotFound) {
+				s.log.Info("console sign-in with an invalid API token refused", "remote", r.RemoteAddr)
 				fail(http.StatusUnauthorized, "That API token is not valid: it is unknown, was deleted or is mistyped. Ask an admin for a new token.")
 				return
 			}
+			try.aborted()
 			s.fail(w, r, err)
 			return
 		}
+		try.succeeded()
 	}
 	sess, err := s.sessions.create(ctx, secret, userID, p.Org)
 	if err != nil {
@@ -423,6 +428,26 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, cookie(r, sessionCookie, sess.id, 0))
 	s.log.Info("console sign-in", "org", p.Org, "token", p.TokenID, "user", userID, "role", p.Role)
 	http.Redirect(w, r, safeNext(r.PostFormValue("next")), http.StatusSeeOther)
+}
+
+// reserveSignIn counts a sign-in try against the throttle before its
+// password or token is checked; when a limit is reached it answers 429
+// through fail and reports false.
+func (s *Server) reserveSignIn(r *http.Request, name string, fail func(int, string)) (*loginAttempt, bool) {
+	addr := clientAddress(r)
+	try, why, wait := s.throttle.reserve(name, addr)
+	minutes := int(wait.Minutes()) + 1
+	switch why {
+	case throttledUser:
+		s.log.Warn("console sign-in throttled", "user", name, "remote", r.RemoteAddr)
+		fail(http.StatusTooManyRequests, fmt.Sprintf("Too many wrong passwords for %s from this computer. Wait %d minutes and try again, or ask an admin of your organization to reset the password.", name, minutes))
+		return nil, false
+	case throttledAddress:
+		s.log.Warn("console sign-in throttled: too many failed sign-ins from one address", "user", name, "remote", r.RemoteAddr)
+		fail(http.StatusTooManyRequests, fmt.Sprintf("Too many failed sign-ins from this computer (%s), for any user name. Wait %d minutes and try again.", addr, minutes))
+		return nil, false
+	}
+	return try, true
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {

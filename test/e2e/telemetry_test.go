@@ -64,6 +64,7 @@ func TestTelemetryEndToEnd(t *testing.T) {
 	hub := testutil.StartHub(t, testutil.Options{})
 	a := hub.API()
 	a.MustDo(t, 201, "POST", "/api/v1/sites", map[string]any{"id": "plant-1", "name": "Plant 1"}, nil)
+	a.CreateTemplate(t, "cnc")
 	d := a.CreateDevice(t, "cnc-01", map[string]any{"site": "plant-1", "template": "cnc", "tags": map[string]string{"line": "A"}})
 
 	var lastBase time.Time

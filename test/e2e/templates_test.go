@@ -246,8 +246,19 @@ type jobView struct {
 	} `json:"progress"`
 }
 
+// vibrationTemplate is what the job tests' devices follow.
+var vibrationTemplate = map[string]any{
+	"id": "vibration", "telemetry": []any{},
+	"properties": []any{
+		map[string]any{"name": "sampleRate", "schema": "double", "writable": true},
+		map[string]any{"name": "mode", "schema": "string", "writable": true},
+	},
+	"commands": []any{map[string]any{"name": "reboot", "request": "object"}},
+}
+
 func createFleet(t *testing.T, api *testutil.API, n int) {
 	t.Helper()
+	api.MustDo(t, http.StatusCreated, "POST", "/api/v1/templates", vibrationTemplate, nil)
 	for i := range n {
 		api.CreateDevice(t, fmt.Sprintf("sensor-%02d", i), map[string]any{"template": "vibration", "tags": map[string]string{"line": "3"}})
 	}
