@@ -272,7 +272,7 @@ func TestTenantMatrix(t *testing.T) {
 }
 
 type matrix struct {
-	t                               *testing.T
+	t                               testing.TB
 	base                            string
 	leakFrom                        *tenantFixture
 	requests                        int
@@ -544,7 +544,7 @@ func (m *matrix) checkLeak(o matrixOp, who, where string, _ filled, _ http.Heade
 	}
 }
 
-func loadOps(t *testing.T, a *testutil.API) []matrixOp {
+func loadOps(t testing.TB, a *testutil.API) []matrixOp {
 	t.Helper()
 	var doc struct {
 		Paths map[string]map[string]openAPIOp `json:"paths"`
@@ -708,7 +708,7 @@ func selfSignedCA(cn string) string {
 // newFixture creates, in customer organization org, one object of every
 // kind paramKinds names, each carrying a marker only this organization's
 // data contain.
-func newFixture(t *testing.T, hub *testutil.Hub, op *testutil.API, org, hookURL string) *tenantFixture {
+func newFixture(t testing.TB, hub *testutil.Hub, op *testutil.API, org, hookURL string) *tenantFixture {
 	t.Helper()
 	marker := org + "-private-7f3a"
 	fx := &tenantFixture{org: org, ids: map[string]string{"org": org, "hook": hookURL}, secrets: []string{marker}}
