@@ -161,6 +161,17 @@ func TestTenantMatrix(t *testing.T) {
 	op.MustDo(t, http.StatusCreated, "POST", "/api/v1/tokens", map[string]any{"name": "matrix-viewer", "role": "viewer"}, &vt)
 	opViewer := &testutil.API{Base: hub.URL, Token: vt.Token}
 
+	var orgs struct {
+		Items []struct {
+			ID string `json:"id"`
+		} `json:"items"`
+	}
+	op.MustDo(t, http.StatusOK, "GET", "/api/v1/orgs", nil, &orgs)
+	if len(orgs.Items) == 0 {
+		t.Fatal("the operator token sees no organization")
+	}
+	operatorOrg := orgs.Items[0].ID // the caller's own comes first
+
 	m := &matrix{t: t, base: hub.URL, leakFrom: globex}
 	// Operations that destroy their object run last, sub-resources before
 	// the object they hang off, so every other request still finds its
@@ -216,6 +227,8 @@ func TestTenantMatrix(t *testing.T) {
 			m.expect(o, "acme "+role+" with X-Shopfloor-Org: globex", tok.Token, ownA, header("globex"), http.StatusNotFound)
 			m.expect(o, "acme "+role+" with ?org=globex", tok.Token, ownA.withOrg("globex"), nil, http.StatusNotFound)
 		}
+		// Nor its provider, the operator organization.
+		m.expect(o, "acme admin with X-Shopfloor-Org: "+operatorOrg, tokens["acme-admin"].Token, ownA, header(operatorOrg), http.StatusNotFound)
 		// The operator organization's own token, not naming a customer,
 		// acts on the operator organization: a customer's objects are not
 		// there. Organizations are the exception: the operator sees its
