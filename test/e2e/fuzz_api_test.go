@@ -43,6 +43,7 @@ func FuzzAPIBodies(f *testing.F) {
 			ops = append(ops, o)
 		}
 	}
+	f.Logf("fuzzing the bodies of %d operations", len(ops))
 	m := &matrix{t: f, base: hub.URL}
 	reqs := make([]filled, len(ops))
 	for i, o := range ops {
