@@ -171,7 +171,7 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 	if cfg.Hostname != "" {
 		extra = append(extra, cfg.Hostname)
 	}
-	h.tls, err = pki.EnsureServerCert(filepath.Join(cfg.Data, "pki"), cfg.TLSCert, cfg.TLSKey, extra)
+	h.tls, err = pki.EnsureServerCert(logger, filepath.Join(cfg.Data, "pki"), cfg.TLSCert, cfg.TLSKey, extra)
 	if err != nil {
 		return nil, fmt.Errorf("server certificate: %w", err)
 	}

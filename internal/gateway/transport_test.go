@@ -24,7 +24,7 @@ type tlsFixture struct {
 func startTLS(t *testing.T) *tlsFixture {
 	t.Helper()
 	dir := t.TempDir()
-	tc, err := pki.EnsureServerCert(dir, "", "", nil)
+	tc, err := pki.EnsureServerCert(testLogger(t), dir, "", "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -214,23 +215,21 @@ func KeyPEM(c tls.Certificate) ([]byte, error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
 
-// EnsureServerCert returns a TLS server configuration. With certFile and
-// keyFile it loads them. Otherwise it uses dir: on first start it creates a
+// EnsureServerCert returns the TLS server configuration of the hub's
+// listeners (see ServerConfig): its certificate is re-read from the files
+// when they change (see Reloader), and log hears about reloads and refused
+// replacements. With certFile and keyFile it loads them. Otherwise it uses dir: on first start it creates a
 // CA (ca.pem, ca-key.pem) and a server certificate (server.pem,
 // server-key.pem) valid for localhost, 127.0.0.1, ::1, the machine's host
 // name and extraSANs; later starts reuse them, reissuing the server
 // certificate from the same CA when it nears expiry or lacks a requested
 // name. Devices trust the hub by trusting ca.pem (see CAPath).
-func EnsureServerCert(dir, certFile, keyFile string, extraSANs []string) (*tls.Config, error) {
+func EnsureServerCert(log *slog.Logger, dir, certFile, keyFile string, extraSANs []string) (*tls.Config, error) {
 	if certFile != "" || keyFile != "" {
 		if certFile == "" || keyFile == "" {
 			return nil, fmt.Errorf("%w: give both a TLS certificate file and its key file, or neither to use generated ones", ErrInvalid)
 		}
-		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("%w: load TLS certificate %s with key %s: %v", ErrInvalid, certFile, keyFile, err)
-		}
-		return serverConfig(pair), nil
+		return reloading(log, certFile, keyFile)
 	}
 	if dir == "" {
 		return nil, fmt.Errorf("%w: no directory for generated TLS certificates", ErrInvalid)
@@ -253,7 +252,7 @@ func EnsureServerCert(dir, certFile, keyFile string, extraSANs []string) (*tls.C
 	}
 	certPath, keyPath := filepath.Join(dir, ServerFile), filepath.Join(dir, ServerKeyFile)
 	if pair, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil && serverCertUsable(pair, ca, hosts) {
-		return serverConfig(pair), nil
+		return reloading(log, certPath, keyPath)
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s or %s is damaged (%v); delete both to have them recreated", ErrInvalid, certPath, keyPath, err)
 	}
@@ -272,7 +271,7 @@ func EnsureServerCert(dir, certFile, keyFile string, extraSANs []string) (*tls.C
 	if err := writeFile(certPath, certChain, 0o644); err != nil {
 		return nil, err
 	}
-	return serverConfig(pair), nil
+	return reloading(log, certPath, keyPath)
 }
 
 // CAPath is the generated CA certificate in dir, to hand to devices.
@@ -333,8 +332,12 @@ func serverCertUsable(pair tls.Certificate, ca *CA, hosts []string) bool {
 	return true
 }
 
-func serverConfig(pair tls.Certificate) *tls.Config {
-	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+func reloading(log *slog.Logger, certFile, keyFile string) (*tls.Config, error) {
+	r, err := NewReloader(log, certFile, keyFile, ReloadCheck)
+	if err != nil {
+		return nil, err
+	}
+	return ServerConfig(r.GetCertificate), nil
 }
 
 // writeFile writes atomically so a crash never leaves half a key behind.

@@ -13,7 +13,7 @@ import (
 
 func TestEnsureServerCertCreatesAndReuses(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "tls")
-	cfg, err := EnsureServerCert(dir, "", "", []string{"hub.plant.example", "10.1.2.3"})
+	cfg, err := EnsureServerCert(discard, dir, "", "", []string{"hub.plant.example", "10.1.2.3"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +30,7 @@ func TestEnsureServerCertCreatesAndReuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf, err := x509.ParseCertificate(cfg.Certificates[0].Certificate[0])
+	leaf, err := x509.ParseCertificate(served(t, cfg).Certificate[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestEnsureServerCertCreatesAndReuses(t *testing.T) {
 	}
 
 	before, _ := os.ReadFile(filepath.Join(dir, ServerFile))
-	if _, err := EnsureServerCert(dir, "", "", []string{"hub.plant.example"}); err != nil {
+	if _, err := EnsureServerCert(discard, dir, "", "", []string{"hub.plant.example"}); err != nil {
 		t.Fatal(err)
 	}
 	after, _ := os.ReadFile(filepath.Join(dir, ServerFile))
@@ -54,7 +54,7 @@ func TestEnsureServerCertCreatesAndReuses(t *testing.T) {
 		t.Fatal("server certificate was reissued although it still fits")
 	}
 	caBefore, _ := os.ReadFile(CAPath(dir))
-	if _, err := EnsureServerCert(dir, "", "", []string{"new-name.example"}); err != nil {
+	if _, err := EnsureServerCert(discard, dir, "", "", []string{"new-name.example"}); err != nil {
 		t.Fatal(err)
 	}
 	renewed, _ := os.ReadFile(filepath.Join(dir, ServerFile))
@@ -81,28 +81,28 @@ func TestEnsureServerCertLoadsGivenFiles(t *testing.T) {
 	cf, kf := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
 	os.WriteFile(cf, CertPEM(pair), 0o600)
 	os.WriteFile(kf, keyPEM, 0o600)
-	cfg, err := EnsureServerCert("", cf, kf, nil)
+	cfg, err := EnsureServerCert(discard, "", cf, kf, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(cfg.Certificates[0].Certificate[0], pair.Certificate[0]) {
+	if !bytes.Equal(served(t, cfg).Certificate[0], pair.Certificate[0]) {
 		t.Fatal("did not load the given certificate")
 	}
-	if _, err := EnsureServerCert("", cf, "", nil); !errors.Is(err, ErrInvalid) {
+	if _, err := EnsureServerCert(discard, "", cf, "", nil); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("cert without key: %v", err)
 	}
-	if _, err := EnsureServerCert("", cf, cf, nil); !errors.Is(err, ErrInvalid) {
+	if _, err := EnsureServerCert(discard, "", cf, cf, nil); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("cert as key: %v", err)
 	}
 }
 
 func TestEnsureServerCertRefusesDamagedCA(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := EnsureServerCert(dir, "", "", nil); err != nil {
+	if _, err := EnsureServerCert(discard, dir, "", "", nil); err != nil {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, CAKeyFile), []byte("garbage"), 0o600)
-	if _, err := EnsureServerCert(dir, "", "", nil); !errors.Is(err, ErrInvalid) {
+	if _, err := EnsureServerCert(discard, dir, "", "", nil); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("damaged CA key: %v", err)
 	}
 }

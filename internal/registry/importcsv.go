@@ -54,13 +54,17 @@ func (s *Service) ImportCSV(ctx context.Context, org string, r io.Reader, progre
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		var pe *csv.ParseError
 		if errors.As(err, &pe) {
 			recs = append(recs, importRecord{line: pe.StartLine, err: fmt.Errorf("the line is not valid CSV (%v): check its quotes: %w", pe.Err, ErrInvalid)})
 		} else if err != nil {
 			return rep, fmt.Errorf("read the CSV file: %w", err)
 		} else {
+			// FieldPos only after a successful Read: after a parse error
+			// the record may have no field 0, and FieldPos panics on it
+			// (an unterminated quote on the last line did, found by
+			// FuzzAPIBodies).
+			line, _ := cr.FieldPos(0)
 			recs = append(recs, importRecord{line: line, fields: fields})
 		}
 		if len(recs) > MaxImportRows {

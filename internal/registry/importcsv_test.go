@@ -132,6 +132,13 @@ func TestImportCSVWholeFile(t *testing.T) {
 				t.Errorf("%s: error %v, want ErrInvalid containing %q", b.name, err, b.want)
 			}
 		}
+		// An unterminated quote on the last line is that row's error, not a
+		// panic (FuzzAPIBodies found one: FieldPos after a parse error).
+		rep, err = e.ImportCSV(ctx, "acme", strings.NewReader("id\n\"00000000000"), nil)
+		must(t, err)
+		if rep.Created != 0 || rep.Failed != 1 || len(rep.Rows) != 1 || rep.Rows[0].Line != 2 || !strings.Contains(rep.Rows[0].Error, "not valid CSV") {
+			t.Fatalf("unterminated quote: %+v", rep)
+		}
 		_, err = e.ImportCSV(ctx, "nope", strings.NewReader("id\nx\n"), nil)
 		wantErr(t, err, registry.ErrNotFound, "import into a missing org")
 		n, err := e.CountDevices(ctx, "acme")
