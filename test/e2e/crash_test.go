@@ -42,7 +42,7 @@ type proc struct {
 func startServe(t *testing.T, bin, data string, extra ...string) *proc {
 	t.Helper()
 	p := &proc{http: testutil.FreeAddr(t), mqtt: testutil.FreeAddr(t)}
-	args := append([]string{"serve", "--data", data, "--http", p.http, "--mqtt", p.mqtt, "--mqtts", testutil.FreeAddr(t), "--log-level", "warn"}, extra...)
+	args := append([]string{"serve", "--data", data, "--http", p.http, "--mqtt", p.mqtt, "--mqtts", testutil.FreeAddr(t), "--https", "", "--log-level", "warn"}, extra...)
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append(os.Environ(), "SHOPFLOOR_ADMIN_TOKEN="+crashToken)
 	p.cmd.Stdout, p.cmd.Stderr = os.Stderr, os.Stderr
