@@ -4,7 +4,7 @@
 // the HTTP client other commands reuse (Client, ClientFrom), and the
 // org, token, site, device and query commands.
 //
-// It talks to the hub only over HTTP. It may import internal/registry for its
-// JSON types; it must not import the api, store, tsdb, gateway, bus or app
+// It talks to the hub only over HTTP. It may import internal/registry and internal/quota for
+// their JSON types; it must not import the api, store, tsdb, gateway, bus or app
 // packages.
 package cli

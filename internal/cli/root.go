@@ -51,7 +51,7 @@ a flag wins over the environment, which wins over the file.`,
 	root.AddCommand(twinCommand(), methodCommand(), c2dCommand())
 	root.AddCommand(simCommand(), deviceGroupCommand(), sliceCommand(), coreCommand())
 	root.AddCommand(templateCommand(), jobCommand())
-	root.AddCommand(userCommand())
+	root.AddCommand(userCommand(), usageCommand())
 	return root
 }
 

@@ -144,6 +144,14 @@ func TestCardinalityLimits(t *testing.T) {
 	if u.Series != 41 || u.Limits.FieldsPerDevice != 50 || u.RefusedMessages != 16 {
 		t.Fatalf("usage %+v, want 41 series, limit 50, 16 refused", u)
 	}
+	// The command line shows the same.
+	t.Setenv("SHOPFLOOR_CONFIG", t.TempDir()+"/none.yaml")
+	t.Setenv("SHOPFLOOR_URL", hub.URL)
+	t.Setenv("SHOPFLOOR_TOKEN", hub.Token)
+	t.Setenv("SHOPFLOOR_ORG", "")
+	if out, err := shopfloor(t, "usage"); err != nil || !strings.Contains(out, "series 41 of 5000000") || !strings.Contains(out, "press-names") {
+		t.Fatalf("shopfloor usage: %v\n%s", err, out)
+	}
 	var dev struct {
 		LastError string `json:"lastError"`
 	}
