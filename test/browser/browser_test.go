@@ -52,6 +52,8 @@ func TestConsoleInChromium(t *testing.T) {
 	if _, err := h.Registry.CreateSite(ctx, h.OperatorOrg, registry.Site{ID: "bulk", Name: "Bulk sensors"}); err != nil {
 		t.Fatal(err)
 	}
+	// Devices may name only a template that exists.
+	h.API().MustDo(t, 201, "POST", "/api/v1/templates", map[string]any{"id": "sensor", "name": "Bulk sensor"}, nil)
 	var csv strings.Builder
 	csv.WriteString("id,site,template,tags\n")
 	for i := range 10000 {
