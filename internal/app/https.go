@@ -39,11 +39,16 @@ func (h *Hub) listenHTTPS(handler http.Handler) error {
 
 // runHTTPS serves HTTPS until ctx ends.
 func (h *Hub) runHTTPS(ctx context.Context, g *errgroup.Group) {
-	if h.httpsSrv == nil {
-		return
+	if h.httpsSrv != nil {
+		serveUntil(ctx, g, h.httpsSrv, h.httpsLn)
 	}
+}
+
+// serveUntil serves srv on ln in g until ctx ends, then shuts it down,
+// giving requests in progress 5 s to finish.
+func serveUntil(ctx context.Context, g *errgroup.Group, srv *http.Server, ln net.Listener) {
 	g.Go(func() error {
-		err := h.httpsSrv.Serve(h.httpsLn)
+		err := srv.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
 			return nil
 		}
@@ -53,7 +58,7 @@ func (h *Hub) runHTTPS(ctx context.Context, g *errgroup.Group) {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		return h.httpsSrv.Shutdown(sctx)
+		return srv.Shutdown(sctx)
 	})
 }
 

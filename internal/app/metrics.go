@@ -2,11 +2,9 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
@@ -35,22 +33,9 @@ func (h *Hub) listenMetrics() error {
 
 // runMetrics serves --metrics-listen until ctx ends.
 func (h *Hub) runMetrics(ctx context.Context, g *errgroup.Group) {
-	if h.metricsSrv == nil {
-		return
+	if h.metricsSrv != nil {
+		serveUntil(ctx, g, h.metricsSrv, h.metricsLn)
 	}
-	g.Go(func() error {
-		err := h.metricsSrv.Serve(h.metricsLn)
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
-		return err
-	})
-	g.Go(func() error {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return h.metricsSrv.Shutdown(sctx)
-	})
 }
 
 // MetricsAddr is the bound --metrics-listen address, or "" when disabled.
