@@ -231,59 +231,17 @@ func (g *Gateway) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, *a
 	}
 
 	var cred credential
+	var aerr *authError
 	switch dev.Auth {
 	case registry.AuthX509Self:
-		if len(certs) == 0 {
-			return nil, deny("this device authenticates with its X.509 certificate: connect over TLS and present it", "no client certificate", true)
-		}
-		leaf := certs[0]
-		if dev.Thumbprint == "" || !strings.EqualFold(thumbprint(leaf), dev.Thumbprint) {
-			return nil, deny("", "client certificate thumbprint "+thumbprint(leaf)+" does not match the registered one", true)
-		}
-		if now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
-			return nil, deny("client certificate is expired or not yet valid", fmt.Sprintf("client certificate valid %s to %s", leaf.NotBefore.Format(time.RFC3339), leaf.NotAfter.Format(time.RFC3339)), true)
-		}
-		cred = credential{auth: registry.AuthX509Self, secret: strings.ToLower(dev.Thumbprint), expires: leaf.NotAfter}
+		cred, aerr = checkSelfSigned(dev, certs, now)
 	case registry.AuthX509CA:
-		if len(certs) == 0 {
-			return nil, deny("this device authenticates with its X.509 certificate: connect over TLS and present it", "no client certificate", true)
-		}
-		set, err := g.auth.caSet(ctx)
-		if err != nil {
-			return nil, &authError{code: packets.ErrServerUnavailable, detail: "registry unavailable: " + err.Error()}
-		}
-		if _, err := verifyChain(certs, set.byOrg[dev.Org], id, now); err != nil {
-			return nil, deny("", "client certificate: "+err.Error(), true)
-		}
-		cred = credential{auth: registry.AuthX509CA, expires: certs[0].NotAfter}
+		cred, aerr = g.checkCASigned(ctx, dev, certs, now)
 	default: // registry.AuthSAS
-		if !pk.Connect.PasswordFlag || len(pk.Connect.Password) == 0 {
-			return nil, deny("the password must be a SAS token", "no SAS token", true)
-		}
-		s, err := azure.ParseSAS(string(pk.Connect.Password))
-		if err != nil {
-			return nil, deny(err.Error(), err.Error(), true)
-		}
-		if _, rid, err := azure.DeviceFromResource(s.Resource); err != nil || rid != id {
-			msg := fmt.Sprintf("SAS token is for %q, not for device %q", clip(s.Resource), clip(id))
-			return nil, deny(msg, msg, true)
-		}
-		used := dev.PrimaryKey
-		err = azure.VerifySAS(s, "", dev.PrimaryKey, now)
-		if errors.Is(err, azure.ErrBadSignature) && dev.SecondaryKey != "" {
-			used = dev.SecondaryKey
-			err = azure.VerifySAS(s, "", dev.SecondaryKey, now)
-		}
-		switch {
-		case errors.Is(err, azure.ErrExpired):
-			return nil, deny("SAS token expired", err.Error(), true)
-		case err != nil:
-			return nil, deny("", "SAS token: "+err.Error(), true)
-		}
-		if aerr := g.checkTokenLifetime(s.Expiry, now, true); aerr != nil {
-			return nil, aerr
-		}
-		cred = credential{auth: registry.AuthSAS, secret: keyHash(used), expires: s.Expiry}
+		cred, aerr = g.checkSAS(dev, pk, now)
+	}
+	if aerr != nil {
+		return nil, aerr
 	}
 
 	if g.cfg.Admit != nil {
@@ -310,6 +268,70 @@ func (g *Gateway) authenticate(cl *mqtt.Client, pk packets.Packet) (*session, *a
 		cl.Properties.Will = mqtt.Will{}
 	}
 	return sess, nil
+}
+
+// checkSelfSigned accepts a device whose self-signed certificate has the
+// registered thumbprint and is valid now.
+func checkSelfSigned(dev registry.Device, certs []*x509.Certificate, now time.Time) (credential, *authError) {
+	if len(certs) == 0 {
+		return credential{}, deny("this device authenticates with its X.509 certificate: connect over TLS and present it", "no client certificate", true)
+	}
+	leaf := certs[0]
+	if dev.Thumbprint == "" || !strings.EqualFold(thumbprint(leaf), dev.Thumbprint) {
+		return credential{}, deny("", "client certificate thumbprint "+thumbprint(leaf)+" does not match the registered one", true)
+	}
+	if now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
+		return credential{}, deny("client certificate is expired or not yet valid", fmt.Sprintf("client certificate valid %s to %s", leaf.NotBefore.Format(time.RFC3339), leaf.NotAfter.Format(time.RFC3339)), true)
+	}
+	return credential{auth: registry.AuthX509Self, secret: strings.ToLower(dev.Thumbprint), expires: leaf.NotAfter}, nil
+}
+
+// checkCASigned accepts a device whose certificate chains to a CA its
+// organization registered and names the device.
+func (g *Gateway) checkCASigned(ctx context.Context, dev registry.Device, certs []*x509.Certificate, now time.Time) (credential, *authError) {
+	if len(certs) == 0 {
+		return credential{}, deny("this device authenticates with its X.509 certificate: connect over TLS and present it", "no client certificate", true)
+	}
+	set, err := g.auth.caSet(ctx)
+	if err != nil {
+		return credential{}, &authError{code: packets.ErrServerUnavailable, detail: "registry unavailable: " + err.Error()}
+	}
+	if _, err := verifyChain(certs, set.byOrg[dev.Org], dev.ID, now); err != nil {
+		return credential{}, deny("", "client certificate: "+err.Error(), true)
+	}
+	return credential{auth: registry.AuthX509CA, expires: certs[0].NotAfter}, nil
+}
+
+// checkSAS accepts a SAS token for the device signed with its primary or
+// secondary key, unexpired and within the longest lifetime allowed.
+func (g *Gateway) checkSAS(dev registry.Device, pk packets.Packet, now time.Time) (credential, *authError) {
+	if !pk.Connect.PasswordFlag || len(pk.Connect.Password) == 0 {
+		return credential{}, deny("the password must be a SAS token", "no SAS token", true)
+	}
+	s, err := azure.ParseSAS(string(pk.Connect.Password))
+	if err != nil {
+		return credential{}, deny(err.Error(), err.Error(), true)
+	}
+	if _, rid, err := azure.DeviceFromResource(s.Resource); err != nil || rid != dev.ID {
+		msg := fmt.Sprintf("SAS token is for %q, not for device %q", clip(s.Resource), clip(dev.ID))
+		return credential{}, deny(msg, msg, true)
+	}
+	used := dev.PrimaryKey
+	err = azure.VerifySAS(s, "", dev.PrimaryKey, now)
+	if errors.Is(err, azure.ErrBadSignature) && dev.SecondaryKey != "" {
+		used = dev.SecondaryKey
+		err = azure.VerifySAS(s, "", dev.SecondaryKey, now)
+	}
+	switch {
+	case errors.Is(err, azure.ErrExpired):
+		return credential{}, deny("SAS token expired", err.Error(), true)
+	case err != nil:
+		return credential{}, deny("", "SAS token: "+err.Error(), true)
+	}
+	if aerr := g.checkTokenLifetime(s.Expiry, now, true); aerr != nil {
+		return credential{}, aerr
+	}
+	return credential{auth: registry.AuthSAS, secret: keyHash(used), expires: s.Expiry}, nil
 }
 
 // zeroTouch registers an unknown device that proves membership of an
