@@ -131,7 +131,9 @@ var positiveExceptions = map[string]struct {
 
 // customerRefusals are operations a customer organization's token is
 // refused whatever its role: only the operator organization may do them.
-var customerRefusals = map[string]bool{"createOrg": true, "updateOrg": true}
+// /metrics spans every organization, so only the operator organization's
+// tokens may read it (issue 12, case 12).
+var customerRefusals = map[string]bool{"createOrg": true, "updateOrg": true, "metrics": true}
 
 func roleRank(r string) int {
 	return map[string]int{"viewer": 1, "operator": 2, "admin": 3}[r]
