@@ -150,6 +150,10 @@ func (s *Server) audited(rt *route, sp *auditSpec, w http.ResponseWriter, r *htt
 	var after json.RawMessage
 	switch {
 	case r.Method == http.MethodDelete && sp.own:
+	case tw.status == http.StatusAccepted:
+		// Accepted for later (a scheduled SIM state change, a job): the
+		// object has not changed yet; what will happen is the answer.
+		after = resp
 	case sp.state != nil && id != "":
 		after = s.snapshot(r, sp.state, sp.param, id)
 	}
@@ -162,6 +166,11 @@ func (s *Server) audited(rt *route, sp *auditSpec, w http.ResponseWriter, r *htt
 	e := audit.Entry{Org: org, Actor: "token:" + p.TokenID, ActorOrg: p.Org, Via: audit.ViaAPI,
 		Kind: sp.kind, Object: id, Action: rt.ID, Before: before, After: after,
 		Detail: r.Method + " " + r.URL.Path}
+	if sp.kind == "org" && sp.own && id != "" {
+		// A change of an organization is in its own log, so a customer
+		// sees what the operator changed about it.
+		e.Org = id
+	}
 	if strings.HasPrefix(r.UserAgent(), CLIUserAgent) {
 		e.Via = audit.ViaCLI
 	}

@@ -93,6 +93,14 @@ func testAuditLog(t *testing.T, hub *testutil.Hub) {
 	acme.MustDo(t, 201, "POST", "/api/v1/users", map[string]any{"name": "anna.k", "password": pw1, "role": "operator"}, &user)
 	acme.MustDo(t, 204, "PUT", "/api/v1/users/"+user.ID+"/password", map[string]any{"password": pw2}, nil)
 	secrets = append(secrets, pw1, pw2)
+	// A SIM with its credentials, activated.
+	const ki, opc = "00112233445566778899aabbccddeeff", "ffeeddccbbaa99887766554433221100"
+	iccid := luhn("894400000000000077")
+	acme.MustDo(t, 201, "POST", "/api/v1/connectivity/sims", map[string]any{"iccid": iccid, "imsi": "001010000000077", "ki": ki, "opc": opc}, nil)
+	acme.MustDo(t, 200, "POST", "/api/v1/connectivity/sims/"+iccid+"/state", map[string]any{"state": "ACTIVATED"}, nil)
+	secrets = append(secrets, ki, opc)
+	// The operator changes acme's retention: that is in acme's log.
+	op.MustDo(t, 200, "PATCH", "/api/v1/orgs/acme", map[string]any{"retentionDays": 30}, nil)
 	// Globex changes its own device of the same name.
 	globex.CreateDevice(t, "press-1", nil)
 
@@ -164,6 +172,17 @@ func testAuditLog(t *testing.T, hub *testutil.Hub) {
 		t.Errorf("the operator's token creation for acme: %+v", tk)
 	}
 
+	if o := find("updateOrg", "acme"); o.Kind != "org" || o.ActorOrg == "acme" || field(o.After, "retentionDays") != float64(30) {
+		t.Errorf("updateOrg entry: %+v before %s after %s", o, o.Before, o.After)
+	}
+
+	if st := find("setSIMState", iccid); st.Kind != "sim" || field(st.Before, "state") != "INVENTORY" || field(st.After, "state") != "ACTIVATED" {
+		t.Errorf("setSIMState entry: %+v before %s after %s", st, st.Before, st.After)
+	}
+	if cs := find("createSIM", iccid); cs.Kind != "sim" || field(cs.After, "imsi") != "001010000000077" {
+		t.Errorf("createSIM entry: %+v after %s", cs, cs.After)
+	}
+
 	// Tenancy: globex sees only its own; the operator reads acme's with
 	// ?org= and its own without.
 	var g auditPage
@@ -202,10 +221,11 @@ func testAuditLog(t *testing.T, hub *testutil.Hub) {
 	to := url.QueryEscape(d.At.Format(time.RFC3339Nano))
 	for q, want := range map[string]int{
 		"kind=device":                     3,
+		"kind=sim":                        2,
 		"kind=device&object=press-1":      3,
 		"action=deleteDevice":             1,
 		"kind=rule&object=" + rule.ID:     2,
-		"actor=" + url.QueryEscape(actor): len(all.Items) - 2, // all but the operator's two token creations
+		"actor=" + url.QueryEscape(actor): len(all.Items) - 3, // all but the operator's two token creations and retention change
 		"actor=token:nobody":              0,
 		"from=" + from + "&to=" + to:      2, // the create and the update
 	} {
