@@ -43,6 +43,9 @@ type auditSpec struct {
 	// own: the route changes the object state shows itself (not an action
 	// on it), so a DELETE leaves nothing after.
 	own bool
+	// role is the least role that may read the entry: the role that reads
+	// the object (its view, else its collection's list), else the route's.
+	role registry.Role
 }
 
 // noAudit lists the routes that take a body but change nothing.
@@ -97,6 +100,14 @@ func (s *Server) auditSpecs() map[*route]*auditSpec {
 				}
 			}
 		}
+		sp.role = rt.Role
+		if sp.state != nil {
+			sp.role = sp.state.Role
+		} else if wild := strings.Index(rt.Pattern, "/{"); wild > 0 && gets[rt.Pattern[:wild]] != nil {
+			sp.role = gets[rt.Pattern[:wild]].Role
+		} else if g := gets[rt.Pattern]; g != nil && rt.Method == http.MethodPost {
+			sp.role = g.Role
+		}
 		out[rt] = sp
 	}
 	return out
@@ -123,6 +134,9 @@ func (s *Server) audited(rt *route, sp *auditSpec, w http.ResponseWriter, r *htt
 		id = r.PathValue(sp.param)
 	}
 	var before json.RawMessage
+	if sp.state != nil && !hasRole(p, sp.state.Role) {
+		sp = &auditSpec{kind: sp.kind, param: sp.param, create: sp.create, own: sp.own, role: sp.role}
+	}
 	if sp.state != nil && id != "" {
 		before = s.snapshot(r, sp.state, sp.param, id)
 	}
@@ -165,7 +179,7 @@ func (s *Server) audited(rt *route, sp *auditSpec, w http.ResponseWriter, r *htt
 	}
 	e := audit.Entry{Org: org, Actor: "token:" + p.TokenID, ActorOrg: p.Org, Via: audit.ViaAPI,
 		Kind: sp.kind, Object: id, Action: rt.ID, Before: before, After: after,
-		Detail: r.Method + " " + r.URL.Path}
+		Detail: r.Method + " " + r.URL.Path, Role: string(sp.role)}
 	if sp.kind == "org" && sp.own && id != "" {
 		// A change of an organization is in its own log, so a customer
 		// sees what the operator changed about it.
@@ -380,6 +394,18 @@ func auditFilter(r *http.Request) (audit.Filter, error) {
 	return f, nil
 }
 
+// readableRoles are the roles whose entries the caller may read: its own
+// and those below.
+func readableRoles(p registry.Principal) []string {
+	var out []string
+	for _, r := range []registry.Role{registry.RoleViewer, registry.RoleOperator, registry.RoleAdmin} {
+		if hasRole(p, r) {
+			out = append(out, string(r))
+		}
+	}
+	return out
+}
+
 func (s *Server) auditDeps() (Audit, error) {
 	if s.deps.Audit == nil {
 		return nil, &httpError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "the audit log is not enabled on this hub"}
@@ -403,6 +429,7 @@ func (s *Server) listLog(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	f.Roles = readableRoles(principalOf(r))
 	p, err := a.List(r.Context(), orgOf(r), f)
 	if err != nil {
 		return err
@@ -422,6 +449,7 @@ func (s *Server) exportAudit(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	f.Limit = audit.MaxLimit
+	f.Roles = readableRoles(principalOf(r))
 	first, err := a.List(r.Context(), orgOf(r), f)
 	if err != nil {
 		return err

@@ -33,6 +33,12 @@ func TestEveryChangeIsAudited(t *testing.T) {
 	for rt, sp := range specs {
 		byID[rt.ID] = sp
 	}
+	for id, role := range map[string]string{"createDevice": "viewer", "createToken": "admin", "deleteToken": "admin",
+		"setUserPassword": "admin", "createUser": "admin", "updateRule": "viewer", "createEnrollmentGroup": "viewer", "setSIMState": "viewer"} {
+		if sp := byID[id]; sp == nil || string(sp.role) != role {
+			t.Errorf("%s: entries readable by %v, want %s", id, sp, role)
+		}
+	}
 	for _, c := range []struct {
 		id, kind, state string
 		create, own     bool

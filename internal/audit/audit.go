@@ -41,6 +41,10 @@ type Entry struct {
 	// Detail is a short note: the reason of a SIM state change, the
 	// request path of an API change.
 	Detail string `json:"detail,omitempty"`
+	// Role is the least role that may read the entry: the role that may
+	// read the object itself (a token's or a user's changes are for
+	// admins). Empty is readable by every role.
+	Role string `json:"-"`
 }
 
 // Filter narrows List. Empty fields match everything.
@@ -51,6 +55,9 @@ type Filter struct {
 	Action string
 	From   time.Time // inclusive
 	To     time.Time // exclusive
+	// Roles, when set, keeps only the entries readable with one of these
+	// roles (Entry.Role); an entry without a role is always kept.
+	Roles []string
 	// After is the Next of the previous page.
 	After string
 	// Newest lists newest first; the default is oldest first.

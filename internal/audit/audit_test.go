@@ -76,6 +76,9 @@ func TestLog(t *testing.T) {
 			rec("acme", "user:anna", "rule", "r1", "update", `{"name":"hot"}`, `{"name":"hotter"}`)
 			rec("acme", "user:anna", "device", "press-2", "delete", `{"id":"press-2"}`, "")
 			rec("globex", "token:tok_9", "device", "press-1", "create", "", `{"id":"press-1"}`)
+			if _, err := svc.Record(ctx, audit.Entry{Org: "globex", Actor: "token:tok_9", Kind: "token", Object: "tok_2", Action: "create", Role: "admin"}); err != nil {
+				t.Fatal(err)
+			}
 			if _, err := svc.Record(ctx, audit.Entry{Org: "acme", Kind: "device", Action: "create"}); err == nil {
 				t.Fatal("an entry without an actor was recorded")
 			}
@@ -94,8 +97,17 @@ func TestLog(t *testing.T) {
 				t.Fatalf("a key was stored: %s", all.Items[0].After)
 			}
 			g, _ := svc.List(ctx, "globex", audit.Filter{})
-			if len(g.Items) != 1 || g.Items[0].Actor != "token:tok_9" {
+			if len(g.Items) != 2 || g.Items[0].Actor != "token:tok_9" || g.Items[1].Role != "admin" {
 				t.Fatalf("globex sees %+v", g.Items)
+			}
+			// A viewer or operator does not read what only admins may.
+			g, _ = svc.List(ctx, "globex", audit.Filter{Roles: []string{"viewer", "operator"}})
+			if len(g.Items) != 1 || g.Items[0].Kind != "device" {
+				t.Fatalf("globex's viewer sees %+v", g.Items)
+			}
+			g, _ = svc.List(ctx, "globex", audit.Filter{Roles: []string{"viewer", "operator", "admin"}})
+			if len(g.Items) != 2 {
+				t.Fatalf("globex's admin sees %+v", g.Items)
 			}
 
 			for _, c := range []struct {

@@ -55,7 +55,8 @@ var migrations = [][]string{
 			action TEXT NOT NULL,
 			before_doc TEXT NOT NULL,
 			after_doc TEXT NOT NULL,
-			detail TEXT NOT NULL
+			detail TEXT NOT NULL,
+			read_role TEXT NOT NULL
 		)`,
 		`CREATE INDEX audit_log_org ON audit_log (org, id)`,
 		`CREATE INDEX audit_log_object ON audit_log (org, kind, object, id)`,
@@ -188,8 +189,8 @@ func (s *Service) copyConnAudit(ctx context.Context, tx *sql.Tx) error {
 			b, _ := json.Marshal(map[string]string{"state": st})
 			return string(b)
 		}
-		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO audit_log (id, org, at, actor, actor_org, via, kind, object, action, before_doc, after_doc, detail)
-			VALUES (?, ?, ?, ?, '', ?, 'sim', ?, 'setState', ?, ?, ?)`),
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO audit_log (id, org, at, actor, actor_org, via, kind, object, action, before_doc, after_doc, detail, read_role)
+			VALUES (?, ?, ?, ?, '', ?, 'sim', ?, 'setState', ?, ?, ?, '')`),
 			c.id, c.org, c.at, c.actor, ViaAPI, c.iccid, state(c.from), state(c.to), c.reason); err != nil {
 			return fmt.Errorf("audit: copy SIM audit entry %s: %w", c.id, err)
 		}
@@ -221,9 +222,9 @@ func (s *Service) Record(ctx context.Context, e Entry) (Entry, error) {
 	e.At = s.now().UTC().Truncate(time.Microsecond)
 	e.ID = s.newID(e.At)
 	e.Before, e.After = Redact(e.Before), Redact(e.After)
-	if _, err := s.db.ExecContext(ctx, s.q(`INSERT INTO audit_log (id, org, at, actor, actor_org, via, kind, object, action, before_doc, after_doc, detail)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		e.ID, e.Org, e.At.UnixMicro(), e.Actor, e.ActorOrg, e.Via, e.Kind, e.Object, e.Action, string(e.Before), string(e.After), e.Detail); err != nil {
+	if _, err := s.db.ExecContext(ctx, s.q(`INSERT INTO audit_log (id, org, at, actor, actor_org, via, kind, object, action, before_doc, after_doc, detail, read_role)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		e.ID, e.Org, e.At.UnixMicro(), e.Actor, e.ActorOrg, e.Via, e.Kind, e.Object, e.Action, string(e.Before), string(e.After), e.Detail, e.Role); err != nil {
 		return Entry{}, fmt.Errorf("audit: record the %s of %s %q: %w", e.Action, e.Kind, e.Object, err)
 	}
 	return e, nil
@@ -245,7 +246,7 @@ func (s *Service) List(ctx context.Context, org string, f Filter) (Page, error) 
 	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
 		return Page{}, fmt.Errorf("from (%s) must be before to (%s): %w", f.From.Format(time.RFC3339), f.To.Format(time.RFC3339), ErrInvalid)
 	}
-	q := `SELECT id, org, at, actor, actor_org, via, kind, object, action, before_doc, after_doc, detail FROM audit_log WHERE org = ?`
+	q := `SELECT id, org, at, actor, actor_org, via, kind, object, action, before_doc, after_doc, detail, read_role FROM audit_log WHERE org = ?`
 	args := []any{org}
 	add := func(cond string, v any) {
 		q += " AND " + cond
@@ -262,6 +263,12 @@ func (s *Service) List(ctx context.Context, org string, f Filter) (Page, error) 
 	}
 	if f.Action != "" {
 		add("action = ?", f.Action)
+	}
+	if len(f.Roles) > 0 {
+		q += " AND read_role IN (''" + strings.Repeat(", ?", len(f.Roles)) + ")"
+		for _, r := range f.Roles {
+			args = append(args, r)
+		}
 	}
 	if !f.From.IsZero() {
 		add("at >= ?", f.From.UnixMicro())
@@ -292,7 +299,7 @@ func (s *Service) List(ctx context.Context, org string, f Filter) (Page, error) 
 			at            int64
 			before, after string
 		)
-		if err := rows.Scan(&e.ID, &e.Org, &at, &e.Actor, &e.ActorOrg, &e.Via, &e.Kind, &e.Object, &e.Action, &before, &after, &e.Detail); err != nil {
+		if err := rows.Scan(&e.ID, &e.Org, &at, &e.Actor, &e.ActorOrg, &e.Via, &e.Kind, &e.Object, &e.Action, &before, &after, &e.Detail, &e.Role); err != nil {
 			return Page{}, fmt.Errorf("audit: read the log: %w", err)
 		}
 		e.At = time.UnixMicro(at).UTC()

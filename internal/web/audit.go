@@ -65,6 +65,10 @@ func (s *Server) record(ctx context.Context, org, kind, object, action string, b
 	}
 	e := audit.Entry{Org: org, Actor: v.Who(), ActorOrg: v.P.Org, Via: audit.ViaConsole, Kind: kind, Object: object, Action: action,
 		Before: asJSON(before), After: asJSON(after)}
+	if kind == "user" {
+		// Users are listed to admins only; so are their changes.
+		e.Role = string(registry.RoleAdmin)
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if _, err := s.deps.Audit.Record(ctx, e); err != nil {
@@ -378,7 +382,15 @@ func (s *Server) auditLog(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, http.StatusOK, "audit", d)
 		return
 	}
-	f := audit.Filter{Kind: d.Kind, Object: d.Object, Actor: d.Actor, Action: d.Action, After: q.Get("after"), Newest: true, Limit: auditPageSize}
+	f := audit.Filter{Kind: d.Kind, Object: d.Object, Actor: d.Actor, Action: d.Action, After: q.Get("after"), Newest: true, Limit: auditPageSize,
+		Roles: []string{string(registry.RoleViewer)}}
+	// Entries of what only operators or admins may read are for them.
+	switch viewerOf(r).P.Role {
+	case registry.RoleAdmin:
+		f.Roles = append(f.Roles, string(registry.RoleOperator), string(registry.RoleAdmin))
+	case registry.RoleOperator:
+		f.Roles = append(f.Roles, string(registry.RoleOperator))
+	}
 	for _, p := range []struct {
 		in  string
 		out *time.Time
