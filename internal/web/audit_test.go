@@ -3,9 +3,12 @@ package web_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	"html"
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -148,6 +151,32 @@ func TestConsoleChangesAreAudited(t *testing.T) {
 	other.signIn(custTok.Secret)
 	if code, body := other.get("/audit"); code != http.StatusOK || strings.Contains(body, "press-1") || !strings.Contains(body, "No changes recorded") {
 		t.Fatalf("another organization's audit page (%d):\n%s", code, body)
+	}
+}
+
+// The page shows 50 entries, newest first, and links to older ones.
+func TestAuditPagePages(t *testing.T) {
+	log := openAudit(t)
+	f := newFixture(t, func(d *web.Deps) { d.Audit = log })
+	ctx := context.Background()
+	for i := 0; i < 60; i++ {
+		if _, err := log.Record(ctx, audit.Entry{Org: f.op.ID, Actor: "token:tok_x", Kind: "device", Object: fmt.Sprintf("dev-%02d", i), Action: "createDevice"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := f.browser(t)
+	b.signIn(adminSecret)
+	_, first := b.get("/audit?kind=device")
+	if !strings.Contains(first, ">dev-59<") || strings.Contains(first, ">dev-09<") {
+		t.Fatalf("first page is not the newest 50:\n%s", first)
+	}
+	m := regexp.MustCompile(`href="(/audit\?[^"]+)" rel="next"`).FindStringSubmatch(first)
+	if m == nil {
+		t.Fatalf("no link to older changes:\n%s", first)
+	}
+	_, older := b.get(html.UnescapeString(m[1]))
+	if !strings.Contains(older, ">dev-09<") || !strings.Contains(older, ">dev-00<") || strings.Contains(older, ">dev-10<") || strings.Contains(older, `rel="next"`) {
+		t.Fatalf("older page:\n%s", older)
 	}
 }
 
