@@ -90,6 +90,13 @@ func TestAuditRecordsAPIChanges(t *testing.T) {
 		if got, _ := svc.List(context.Background(), "globex", audit.Filter{}); len(got.Items) != 0 {
 			t.Fatalf("globex's log: %+v", got.Items)
 		}
+		// The NDJSON export, as documented.
+		for _, path := range []string{"/api/v1/audit/export?kind=device", "/api/v1/audit?format=ndjson&kind=device"} {
+			r = e.do("GET", path, e.acme[registry.RoleViewer], nil)
+			if r.status != 200 || r.header.Get("Content-Type") != "application/x-ndjson" || strings.Count(string(r.body), "\n") != 3 {
+				t.Fatalf("%s: %d %s\n%s", path, r.status, r.header.Get("Content-Type"), r.body)
+			}
+		}
 		if r := e.do("GET", "/api/v1/audit?after=bogus!", e.acme[registry.RoleViewer], nil); r.status != 400 {
 			t.Fatalf("invalid cursor: %d", r.status)
 		}
