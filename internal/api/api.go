@@ -142,6 +142,9 @@ type Deps struct {
 	// Users serves /api/v1/users, the console's user accounts (users.go);
 	// nil answers 503.
 	Users Users
+	// Audit records every change made through the API and serves
+	// /api/v1/audit (audit.go); nil records nothing and answers 503.
+	Audit Audit
 	// SASToken signs a device SAS token (azure.SASToken).
 	SASToken func(host, deviceID, key string, expiry time.Time) (string, error)
 	// MaxTokenTTL is the longest SAS token the hub's gateway accepts, so
@@ -165,6 +168,7 @@ type Server struct {
 	metrics *httpMetrics
 	handler http.Handler
 	seen    seenDevices
+	audits  map[*route]*auditSpec // how each changing route is audited
 }
 
 // New builds the server and its OpenAPI document.
@@ -206,6 +210,7 @@ func New(deps Deps) (*Server, error) {
 		return nil, fmt.Errorf("api: build the OpenAPI document: %w", err)
 	}
 	s.doc = doc
+	s.audits = s.auditSpecs()
 	for _, rt := range s.routes {
 		s.mux.Handle(rt.Method+" "+rt.Pattern, s.wrapRoute(rt))
 	}

@@ -11,8 +11,9 @@
 // It talks to the domain services only through the small interfaces
 // declared next to their routes, which take and return the domain packages'
 // own types (registry, connectivity, quota, template, jobs, rules, actions,
-// alerts, export, anomaly, twin, command),
+// alerts, export, anomaly, twin, command, audit),
 // as Prometheus' web/api/v1 does with its storage types. It must not import
 // the bus, store, tsdb, gateway, ingest or app packages, and must
-// not link the store, tsdb, gateway or app at all (deps_test.go).
+// not link the store, tsdb, gateway or app at all (deps_test.go). It records
+// every change a route makes in the audit log (audit.go).
 package api

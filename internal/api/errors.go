@@ -14,6 +14,7 @@ import (
 
 	"github.com/shopfloor/shopfloor/internal/actions"
 	"github.com/shopfloor/shopfloor/internal/alerts"
+	"github.com/shopfloor/shopfloor/internal/audit"
 	"github.com/shopfloor/shopfloor/internal/command"
 	"github.com/shopfloor/shopfloor/internal/export"
 	"github.com/shopfloor/shopfloor/internal/jobs"
@@ -86,6 +87,7 @@ var domainErrors = []struct {
 	{twin.ErrQueueFull, http.StatusConflict, "queue_full"},
 	{command.ErrOffline, http.StatusNotFound, "device_offline"},
 	{command.ErrTimeout, http.StatusGatewayTimeout, "timeout"},
+	{audit.ErrInvalid, http.StatusBadRequest, "invalid"},
 }
 
 // classify maps an error to status, code and the message the caller sees.

@@ -151,7 +151,11 @@ func (s *Server) wrapRoute(rt *route) http.Handler {
 			}
 			r = ar
 		}
-		if err := rt.handle(w, r); err != nil {
+		handle := rt.handle
+		if sp := s.audits[rt]; sp != nil && s.deps.Audit != nil {
+			handle = func(w http.ResponseWriter, r *http.Request) error { return s.audited(rt, sp, w, r) }
+		}
+		if err := handle(w, r); err != nil {
 			s.writeError(w, r, err)
 		}
 	})

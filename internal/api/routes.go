@@ -35,6 +35,7 @@ func (s *Server) registerRoutes() {
 	s.jobRoutes()
 	s.userRoutes()
 	s.usageRoutes()
+	s.auditRoutes()
 }
 
 func (s *Server) health(w http.ResponseWriter, _ *http.Request) error {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/shopfloor/shopfloor/internal/anomaly"
 	"github.com/shopfloor/shopfloor/internal/api"
+	"github.com/shopfloor/shopfloor/internal/audit"
 	"github.com/shopfloor/shopfloor/internal/bus"
 	"github.com/shopfloor/shopfloor/internal/config"
 	"github.com/shopfloor/shopfloor/internal/connectivity"
@@ -81,6 +82,7 @@ type Hub struct {
 	users      *users.Service        // web.go: console users and sessions
 	metricsLn  net.Listener          // metrics.go: --metrics-listen
 	metricsSrv *http.Server
+	audit      *audit.Service // the audit log of API and console changes
 
 	// AdminSecret is the bootstrap admin token, set only on the first start.
 	AdminSecret string
@@ -202,6 +204,9 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 		return nil, fmt.Errorf("gateway metrics: %w", err)
 	}
 
+	if h.audit, err = audit.New(ctx, audit.Config{DB: h.store.DB(), Driver: h.driverName(), Logger: logger.With("module", "audit")}); err != nil {
+		return nil, fmt.Errorf("audit log: %w", err)
+	}
 	prom := promapi.New(h.TSDB.Queryable, api.OrgFromRequest, logger, promapi.Options{})
 	console, err := h.newConsole(prom)
 	if err != nil {
@@ -226,6 +231,7 @@ func NewHub(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Hub
 		Templates:     h.tmpl.svc,
 		Jobs:          h.tmpl.jobs,
 		Users:         usersAPI{h.users},
+		Audit:         h.audit,
 		Rules:         h.rules.svc,
 		Alerts:        h.rules.alerts,
 		Deliveries:    h.rules.dispatch,

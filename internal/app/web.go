@@ -88,6 +88,7 @@ func (h *Hub) newConsole(prom *promapi.Handler) (http.Handler, error) {
 		Presence:     consolePresence{h.Gateway},
 		Dashboards:   dash,
 		Anomalies:    consoleAnomalies{h.anomaly},
+		Audit:        h.audit,
 		Logger:       h.log.With("module", "web"),
 	})
 	if err != nil {

@@ -16,6 +16,9 @@ import (
 	"github.com/spf13/cobra"
 )
 
+// UserAgent identifies the command line to the hub (api.CLIUserAgent).
+const UserAgent = "shopfloor-cli/1"
+
 // ErrUnreachable wraps failures to reach the hub at all.
 var ErrUnreachable = errors.New("cannot reach the hub")
 
@@ -98,6 +101,9 @@ func (c *Client) Send(ctx context.Context, method, path, contentType string, bod
 		req.Header.Set("Content-Type", contentType)
 	}
 	req.Header.Set("Accept", "application/json")
+	// The hub's audit log records changes made with this as made through
+	// the command line.
+	req.Header.Set("User-Agent", UserAgent)
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}

@@ -51,7 +51,7 @@ a flag wins over the environment, which wins over the file.`,
 	root.AddCommand(twinCommand(), methodCommand(), c2dCommand())
 	root.AddCommand(simCommand(), deviceGroupCommand(), sliceCommand(), coreCommand())
 	root.AddCommand(templateCommand(), jobCommand())
-	root.AddCommand(userCommand(), usageCommand())
+	root.AddCommand(userCommand(), usageCommand(), auditCommand())
 	return root
 }
 

@@ -6,8 +6,11 @@
 // reading; htmx and uPlot only add live updates and charts.
 //
 // It reads the hub's modules through the small interfaces in web.go, which
-// internal/app adapts; it never calls the REST API over HTTP. It may import
-// internal/registry and internal/users for their types (users.Service keeps
+// internal/app adapts; it never calls the REST API over HTTP. Every change
+// made in the console is written to the audit log with the signed-in user
+// or token and the object before and after (audit.go wraps the modules the
+// console changes things through). It may import internal/registry,
+// internal/users and internal/audit for their types (users.Service keeps
 // console users and persists sessions); it must not import the api, store,
 // tsdb, gateway, bus or app packages.
 //
@@ -15,9 +18,9 @@
 // devices, device detail (live chart, twin, methods, C2D, keys), dashboards
 // (device-bound and PromQL tiles), templates (view, edit, import, export
 // JSON), rules and alerts (editor with live validation and dry run, inbox
-// with acknowledge, resolve and notes) and connectivity (SIMs, device
+// with acknowledge, resolve and notes), connectivity (SIMs, device
 // groups, slices, and the mobile core: its link, and per object in sync,
-// pending or failed with the core's error). Every form that
-// changes something needs the operator or admin role, checked on the
-// server.
+// pending or failed with the core's error) and the audit log (any role may
+// read it). Every form that changes something needs the operator or admin
+// role, checked on the server.
 package web

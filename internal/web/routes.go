@@ -49,6 +49,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /alerts/{id}", s.authed(s.alertDetail))
 	m.HandleFunc("POST /alerts/{id}/{action}", s.edit(s.alertAct))
 	m.HandleFunc("GET /connectivity", s.authed(s.connectivity))
+	m.HandleFunc("GET /audit", s.authed(s.auditLog))
 	m.HandleFunc("GET /account", s.authed(s.account))
 	m.HandleFunc("POST /account/password", s.authed(s.changePassword))
 	m.HandleFunc("GET /users", s.admin(s.usersPage))

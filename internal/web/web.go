@@ -184,7 +184,10 @@ type Deps struct {
 	PromQL    PromQL
 	// Anomalies shows each device's anomaly detector; nil hides the panel.
 	Anomalies Anomalies
-	Logger    *slog.Logger
+	// Audit records every change made in the console and serves the audit
+	// page (audit.go); nil records nothing and says the log is off.
+	Audit  Audit
+	Logger *slog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// SessionTTL is how long a sign-in lasts without use; 12 h when zero.
@@ -237,6 +240,7 @@ func New(deps Deps) (*Server, error) {
 		return nil, fmt.Errorf("web: parse templates: %w", err)
 	}
 	s.pages = pages
+	s.installAudit()
 	s.routes()
 	return s, nil
 }
