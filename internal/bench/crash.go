@@ -105,7 +105,8 @@ func RunCrash(ctx context.Context, o CrashOptions) (CrashResult, error) {
 	if err != nil {
 		return res, err
 	}
-	defer hub.kill()
+	// hub is replaced by each restart: stop whichever runs at the end.
+	defer func() { hub.kill() }()
 	client := simulate.NewClient("http://"+hub.http, crashToken, nil)
 	devs, err := crashDevices(ctx, client, o.Devices)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -85,8 +86,9 @@ func TestCrashHarnessShort(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	var progress strings.Builder
+	data := t.TempDir()
 	res, err := bench.RunCrash(context.Background(), bench.CrashOptions{
-		Binary: bin, Data: t.TempDir(), Rounds: 10, Devices: 4, Inflight: 16,
+		Binary: bin, Data: data, Rounds: 10, Devices: 4, Inflight: 16,
 		MinRun: 300 * time.Millisecond, MaxRun: 1500 * time.Millisecond,
 		Signal: "mixed", Seed: uint64(time.Now().UnixNano()), Progress: &progress,
 	})
@@ -107,6 +109,10 @@ func TestCrashHarnessShort(t *testing.T) {
 	}
 	if res.Lost != 0 || res.Duplicated != 0 {
 		t.Fatalf("%d of %d acknowledged messages lost, %d duplicated", res.Lost, res.Acked, res.Duplicated)
+	}
+	// The harness stops the hub it restarted last (it once left it running).
+	if pids := processesUsing(data); len(pids) > 0 {
+		t.Fatalf("hub processes still running on %s after the harness: %v", data, pids)
 	}
 	t.Logf("%d rounds (%d SIGKILL, %d SIGTERM), %d acknowledged, 0 lost, 0 duplicated", len(res.Rounds), kills, terms, res.Acked)
 }
@@ -229,4 +235,20 @@ func TestHTTPConnectionCaps(t *testing.T) {
 	if tok := c.Publish("devices/"+d.ID+"/messages/events/", 1, false, `{"busy":1}`); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("MQTT publish while HTTP is under load: %v", tok.Error())
 	}
+}
+
+// processesUsing lists the processes whose command line names dir.
+func processesUsing(dir string) []string {
+	var out []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		cmd, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err == nil && strings.Contains(string(cmd), dir) && e.Name() != strconv.Itoa(os.Getpid()) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
 }
