@@ -95,54 +95,16 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 
 func (s *Service) q(query string) string { return sqldb.Rebind(s.pg, query) }
 
-// migrate applies the missing migrations in one transaction.
+// migrate brings the audit table to the latest version; version 2 also
+// copies the SIM audit of older hubs.
 func (s *Service) migrate(ctx context.Context) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("audit: begin the migration: %w", err)
-	}
-	defer tx.Rollback()
-	idType := "TEXT"
-	if s.pg {
-		idType = `TEXT COLLATE "C"`
-		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext('shopfloor.audit.' || current_schema()))`); err != nil {
-			return fmt.Errorf("audit: lock the schema for migration: %w", err)
-		}
-	}
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		component TEXT NOT NULL,
-		version INTEGER NOT NULL,
-		name TEXT NOT NULL,
-		applied_at BIGINT NOT NULL,
-		PRIMARY KEY (component, version)
-	)`); err != nil {
-		return fmt.Errorf("audit: create schema_migrations: %w", err)
-	}
-	var have int
-	if err := tx.QueryRowContext(ctx, s.q(`SELECT COALESCE(MAX(version), 0) FROM schema_migrations WHERE component = ?`), component).Scan(&have); err != nil {
-		return fmt.Errorf("audit: read schema_migrations: %w", err)
-	}
-	latest := len(migrations) - 1
-	if have > latest {
-		return fmt.Errorf("audit: the audit table has schema version %d but this program knows only up to %d: run a newer shopfloor", have, latest)
-	}
-	for v := have + 1; v <= latest; v++ {
-		for _, stmt := range migrations[v] {
-			if _, err := tx.ExecContext(ctx, strings.ReplaceAll(stmt, "{id}", idType)); err != nil {
-				return fmt.Errorf("audit: schema migration %d: %w", v, err)
+	return sqldb.Migrate(ctx, s.db, s.pg, sqldb.Schema{Component: component, Steps: migrations,
+		After: func(ctx context.Context, tx *sql.Tx, v int) error {
+			if v == 2 {
+				return s.copyConnAudit(ctx, tx)
 			}
-		}
-		if v == 2 {
-			if err := s.copyConnAudit(ctx, tx); err != nil {
-				return err
-			}
-		}
-		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO schema_migrations (component, version, name, applied_at) VALUES (?, ?, ?, ?)`),
-			component, v, fmt.Sprintf("audit %d", v), time.Now().UnixMicro()); err != nil {
-			return fmt.Errorf("audit: record migration %d: %w", v, err)
-		}
-	}
-	return tx.Commit()
+			return nil
+		}})
 }
 
 // copyConnAudit copies the connectivity package's SIM state audit, when

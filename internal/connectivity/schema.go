@@ -3,20 +3,13 @@ package connectivity
 import (
 	"context"
 	"database/sql"
-	"fmt"
-	"strings"
-	"time"
+
+	"github.com/shopfloor/shopfloor/internal/sqldb"
 )
 
 // Dialect is what differs between the databases for this package.
 type Dialect struct {
-	Name string // "sqlite" or "postgres", for messages
-	// IDType is the column type of identifiers; it must compare bytes so
-	// paging gives the same order everywhere.
-	IDType string
-	// MigrationLock runs first in the migration transaction ("" when the
-	// transaction itself serialises writers).
-	MigrationLock string
+	Name string // "sqlite" or "postgres"
 	// Anonymous says the bulk insert uses ? placeholders: SQLite looks up
 	// numbered ones ($n) linearly, which makes a 16,000-parameter
 	// statement quadratic.
@@ -25,9 +18,8 @@ type Dialect struct {
 
 // The dialects of the two databases the hub supports.
 var (
-	SQLite   = Dialect{Name: "sqlite", IDType: "TEXT", Anonymous: true}
-	Postgres = Dialect{Name: "postgres", IDType: `TEXT COLLATE "C"`,
-		MigrationLock: `SELECT pg_advisory_xact_lock(hashtext('shopfloor.connectivity.' || current_schema()))`}
+	SQLite   = Dialect{Name: "sqlite", Anonymous: true}
+	Postgres = Dialect{Name: "postgres"}
 )
 
 const component = "connectivity"
@@ -161,46 +153,8 @@ var migrations = [][]string{
 	},
 }
 
-// migrate applies the missing migrations in one transaction, recording
-// them in the shared schema_migrations table under "connectivity".
+// migrate brings the connectivity tables to the latest version, recorded
+// in the shared schema_migrations table under "connectivity".
 func migrate(ctx context.Context, db *sql.DB, d Dialect) error {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin the connectivity migration: %w", err)
-	}
-	defer tx.Rollback()
-	if d.MigrationLock != "" {
-		if _, err := tx.ExecContext(ctx, d.MigrationLock); err != nil {
-			return fmt.Errorf("lock the schema for migration: %w", err)
-		}
-	}
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		component TEXT NOT NULL,
-		version INTEGER NOT NULL,
-		name TEXT NOT NULL,
-		applied_at BIGINT NOT NULL,
-		PRIMARY KEY (component, version)
-	)`); err != nil {
-		return fmt.Errorf("create schema_migrations: %w", err)
-	}
-	var have int
-	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations WHERE component = $1`, component).Scan(&have); err != nil {
-		return fmt.Errorf("read schema_migrations: %w", err)
-	}
-	latest := len(migrations) - 1
-	if have > latest {
-		return fmt.Errorf("the connectivity tables have schema version %d but this program knows only up to %d: run a newer shopfloor", have, latest)
-	}
-	for v := have + 1; v <= latest; v++ {
-		for _, stmt := range migrations[v] {
-			if _, err := tx.ExecContext(ctx, strings.ReplaceAll(stmt, "{id}", d.IDType)); err != nil {
-				return fmt.Errorf("connectivity schema migration %d: %w", v, err)
-			}
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (component, version, name, applied_at) VALUES ($1, $2, $3, $4)`,
-			component, v, fmt.Sprintf("connectivity %d", v), time.Now().UnixMicro()); err != nil {
-			return fmt.Errorf("record connectivity migration %d: %w", v, err)
-		}
-	}
-	return tx.Commit()
+	return sqldb.Migrate(ctx, db, d.Name == Postgres.Name, sqldb.Schema{Component: component, Steps: migrations})
 }
