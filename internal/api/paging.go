@@ -1,9 +1,10 @@
 package api
 
-import "net/http"
+import (
+	"net/http"
 
-// maxCursorLen is the longest id any listed collection has.
-const maxCursorLen = 128
+	"github.com/shopfloor/shopfloor/internal/registry"
+)
 
 // afterParam reads the paging cursor ?after=, the "next" of the previous
 // page. Every collection pages by an id made of letters, digits and
@@ -16,29 +17,8 @@ func afterParam(r *http.Request) (string, error) {
 	if after == "" {
 		return "", nil
 	}
-	if len(after) > maxCursorLen || !cursorChars(after) {
-		return "", invalid("parameter \"after\" must be the \"next\" value of a previous page (letters, digits and . _ : -, at most %d), not %q; leave it out for the first page", maxCursorLen, clipParam(after))
+	if !registry.IsID(after) {
+		return "", invalid("parameter \"after\" must be the \"next\" value of a previous page (letters, digits and . _ : -, at most %d), not %q; leave it out for the first page", registry.MaxIDLen, clipString(after))
 	}
 	return after, nil
-}
-
-func cursorChars(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case c == '.', c == '_', c == ':', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// clipParam shortens a parameter quoted back in an error message.
-func clipParam(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "…"
-	}
-	return s
 }

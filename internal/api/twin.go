@@ -398,6 +398,7 @@ func (s *Server) purgeC2D(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// clipString shortens a value quoted back in an error message.
 func clipString(s string) string {
 	if len(s) > 64 {
 		return s[:64] + "…"

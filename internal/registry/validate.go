@@ -51,6 +51,10 @@ func checkID(what, id string) error {
 	return nil
 }
 
+// IsID reports whether s has the form of an id: 1 to MaxIDLen letters,
+// digits and . _ : -. Every listed collection pages by such ids.
+func IsID(s string) bool { return s != "" && len(s) <= MaxIDLen && idChars(s) }
+
 func idChars(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
