@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/url"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -26,11 +25,6 @@ type auditEntry struct {
 	Before   json.RawMessage `json:"before,omitempty"`
 	After    json.RawMessage `json:"after,omitempty"`
 	Detail   string          `json:"detail,omitempty"`
-}
-
-type auditPage struct {
-	Items []auditEntry `json:"items"`
-	Next  string       `json:"next"`
 }
 
 func auditCommand() *cobra.Command {
@@ -101,26 +95,9 @@ func auditList() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			pageSize := 1000
-			if limit > 0 {
-				pageSize = limit
-			}
-			q.Set("limit", strconv.Itoa(pageSize))
-			all := auditPage{Items: []auditEntry{}}
-			for cursor := after; ; {
-				if cursor != "" {
-					q.Set("after", cursor)
-				}
-				var p auditPage
-				if err := client.Do(cmd.Context(), "GET", "/api/v1/audit?"+q.Encode(), nil, &p); err != nil {
-					return err
-				}
-				all.Items = append(all.Items, p.Items...)
-				all.Next = p.Next
-				if limit > 0 || p.Next == "" {
-					break
-				}
-				cursor = p.Next
+			all, err := listPages[auditEntry](cmd.Context(), client, "/api/v1/audit", q, after, limit)
+			if err != nil {
+				return err
 			}
 			if err := render(cmd, all, func(w io.Writer) {
 				row(w, "AT", "ACTOR", "VIA", "KIND", "OBJECT", "ACTION")

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -203,4 +204,37 @@ func (c *Client) apiError(resp *http.Response) error {
 		}
 	}
 	return e
+}
+
+// page is one page of a listed collection.
+type page[T any] struct {
+	Items []T    `json:"items"`
+	Next  string `json:"next"`
+}
+
+// listPages reads path?q from the cursor after: with limit > 0 one page of
+// that size, otherwise every page (1,000 items at a time). Items is never
+// nil, so JSON output shows an empty list as [].
+func listPages[T any](ctx context.Context, c *Client, path string, q url.Values, after string, limit int) (page[T], error) {
+	size := 1000
+	if limit > 0 {
+		size = limit
+	}
+	q.Set("limit", strconv.Itoa(size))
+	all := page[T]{Items: []T{}}
+	for cursor := after; ; {
+		if cursor != "" {
+			q.Set("after", cursor)
+		}
+		var p page[T]
+		if err := c.Do(ctx, "GET", path+"?"+q.Encode(), nil, &p); err != nil {
+			return all, err
+		}
+		all.Items = append(all.Items, p.Items...)
+		all.Next = p.Next
+		if limit > 0 || p.Next == "" {
+			return all, nil
+		}
+		cursor = p.Next
+	}
 }

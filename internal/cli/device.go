@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,11 +15,6 @@ import (
 type device struct {
 	registry.Device
 	Connected bool `json:"connected"`
-}
-
-type devicePage struct {
-	Items []device `json:"items"`
-	Next  string   `json:"next"`
 }
 
 func deviceCommand() *cobra.Command {
@@ -130,30 +124,9 @@ func deviceList() *cobra.Command {
 			for _, t := range tags {
 				q.Add("tag", t)
 			}
-			pageSize := 1000
-			if limit > 0 {
-				pageSize = limit
-			}
-			q.Set("limit", strconv.Itoa(pageSize))
-			var all devicePage
-			cursor := after
-			for {
-				if cursor != "" {
-					q.Set("after", cursor)
-				}
-				var p devicePage
-				if err := client.Do(cmd.Context(), "GET", "/api/v1/devices?"+q.Encode(), nil, &p); err != nil {
-					return err
-				}
-				all.Items = append(all.Items, p.Items...)
-				all.Next = p.Next
-				if limit > 0 || p.Next == "" {
-					break
-				}
-				cursor = p.Next
-			}
-			if all.Items == nil {
-				all.Items = []device{}
+			all, err := listPages[device](cmd.Context(), client, "/api/v1/devices", q, after, limit)
+			if err != nil {
+				return err
 			}
 			if err := render(cmd, all, func(w io.Writer) {
 				row(w, "ID", "SITE", "TEMPLATE", "TAGS", "AUTH", "DISABLED", "CONNECTED", "ERRORS")
